@@ -1,0 +1,107 @@
+use crate::messages::eventlog::{
+    AppendOutcome, AppendReply, AppendRequest, CommittedEvents, ExpectedVersion, NewEvent,
+    ReadReply, ReadRequest, ReadStreamRequest, RecordedEvent,
+};
+use crate::messages::health::{ServiceHeartbeat, ServiceState};
+use crate::{DecodeError, Envelope, WireMessage};
+
+/// Everything the contract tests and integrators need to know of one message type.
+pub struct MessageInfo {
+    pub message_type: &'static str,
+    pub version: u16,
+    /// The JSON Schema of the payload, with `x-bulkhead-type` and `x-bulkhead-version`.
+    pub json_schema: fn() -> serde_json::Value,
+    /// A fixed example in a fixed envelope: the golden byte vector.
+    pub golden_bytes: fn() -> Vec<u8>,
+    /// Decodes bytes as this type and encodes the result again in the same envelope.
+    pub reencode: fn(&[u8]) -> Result<Vec<u8>, DecodeError>,
+}
+
+/// The envelope id and time used for golden vectors, so that they are reproducible.
+const GOLDEN_ID: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
+const GOLDEN_SENT_AT_MS: u64 = 1_700_000_000_000;
+
+fn json_schema_of<M: WireMessage>() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(M)).expect("a schema is JSON");
+    if let Some(object) = schema.as_object_mut() {
+        object.insert("x-bulkhead-type".into(), M::TYPE.into());
+        object.insert("x-bulkhead-version".into(), M::VERSION.into());
+    }
+    schema
+}
+
+fn golden_of<M: WireMessage>(example: &M) -> Vec<u8> {
+    Envelope::wrap_with(example, GOLDEN_ID.into(), GOLDEN_SENT_AT_MS)
+        .expect("examples encode")
+        .to_bytes()
+}
+
+fn reencode_as<M: WireMessage>(bytes: &[u8]) -> Result<Vec<u8>, DecodeError> {
+    let decoded = Envelope::decode::<M>(bytes, usize::MAX)?;
+    let again = Envelope::wrap_with(
+        &decoded.message,
+        decoded.envelope.id.clone(),
+        decoded.envelope.sent_at_ms,
+    )
+    .expect("a decoded message encodes");
+    Ok(Envelope {
+        traceparent: decoded.envelope.traceparent,
+        tracestate: decoded.envelope.tracestate,
+        ..again
+    }
+    .to_bytes())
+}
+
+macro_rules! wire_messages {
+    ($($message:ty => $example:expr),* $(,)?) => {
+        /// Every message type of the contract, each with its example.
+        pub fn registry() -> Vec<MessageInfo> {
+            vec![$(MessageInfo {
+                message_type: <$message as WireMessage>::TYPE,
+                version: <$message as WireMessage>::VERSION,
+                json_schema: json_schema_of::<$message>,
+                golden_bytes: || golden_of::<$message>(&$example),
+                reencode: reencode_as::<$message>,
+            }),*]
+        }
+    };
+}
+
+wire_messages! {
+    ServiceHeartbeat => ServiceHeartbeat {
+        service: "eventlog".into(),
+        instance: "eventlog-1".into(),
+        state: ServiceState::Degraded,
+        detail: Some("no leader".into()),
+        build_version: "0.1.0".into(),
+        started_at_ms: 1_700_000_000_000,
+    },
+    AppendRequest => AppendRequest {
+        stream: "cluster/7".into(),
+        expected_version: ExpectedVersion::Exact(3),
+        idempotency_key: GOLDEN_ID.into(),
+        events: vec![NewEvent { event_type: "inventory.ClusterPaired".into(), data: vec![0x81, 0xa2, 0x69, 0x64, 0x07] }],
+    },
+    AppendReply => AppendReply::Decided(AppendOutcome::Appended { first_seq: 41, last_seq: 41, stream_version: 4 }),
+    ReadRequest => ReadRequest { from_seq: 41, limit: 500 },
+    ReadStreamRequest => ReadStreamRequest { stream: "cluster/7".into(), from_version: 1, limit: 500 },
+    ReadReply => ReadReply::Events { events: vec![example_recorded_event()], last_seq: 57 },
+    CommittedEvents => CommittedEvents { events: vec![example_recorded_event()] },
+}
+
+fn example_recorded_event() -> RecordedEvent {
+    RecordedEvent {
+        seq: 41,
+        stream: "cluster/7".into(),
+        stream_version: 4,
+        event_type: "inventory.ClusterPaired".into(),
+        data: vec![0x81, 0xa2, 0x69, 0x64, 0x07],
+        idempotency_key: GOLDEN_ID.into(),
+        committed_at_ms: 1_700_000_000_000,
+    }
+}
+
+/// The JSON Schema of the envelope itself.
+pub fn envelope_json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(Envelope)).expect("a schema is JSON")
+}

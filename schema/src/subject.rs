@@ -1,0 +1,156 @@
+use std::fmt;
+
+/// Every Bulkhead subject starts with this token, so one NATS account can carry other traffic.
+const ROOT: &str = "bulkhead";
+
+/// A NATS subject (or, for subscriptions, a pattern with `*` and `>` wildcards).
+///
+/// Subjects are built only by the constructors below, so the whole subject scheme is in this
+/// file and documented in `docs/integration.md`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subject(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubjectError {
+    #[error("subject is empty")]
+    Empty,
+    #[error("subject {0:?} has an empty token")]
+    EmptyToken(String),
+    #[error("subject {0:?} contains whitespace")]
+    Whitespace(String),
+    #[error("subject {0:?} uses a wildcard where a concrete subject is needed")]
+    Wildcard(String),
+}
+
+impl Subject {
+    fn join(tokens: &[&str]) -> Self {
+        let subject = std::iter::once(ROOT)
+            .chain(tokens.iter().copied())
+            .collect::<Vec<_>>()
+            .join(".");
+        debug_assert!(
+            Self::validate(&subject).is_ok(),
+            "constructed an invalid subject {subject}"
+        );
+        Subject(subject)
+    }
+
+    /// Every service's periodic [`crate::messages::health::ServiceHeartbeat`].
+    pub fn service_heartbeats() -> Self {
+        Self::join(&["health", "heartbeat"])
+    }
+
+    /// A private reply subject (NATS's `_INBOX.` convention) for one request.
+    pub fn inbox(token: &str) -> Self {
+        let subject = format!("_INBOX.{token}");
+        debug_assert!(Self::validate(&subject).is_ok());
+        Subject(subject)
+    }
+
+    /// A subject in the `scratch` area, which no service uses: for conformance tests and tools.
+    pub fn scratch(tokens: &[&str]) -> Self {
+        let mut all = vec!["scratch"];
+        all.extend_from_slice(tokens);
+        Self::join(&all)
+    }
+
+    /// Takes a subject that arrived on the wire (a reply-to address), refusing anything that
+    /// could not be published to.
+    pub fn received(raw: &str) -> Result<Self, SubjectError> {
+        Self::validate(raw)?;
+        if raw.split('.').any(|t| t == "*" || t == ">") {
+            return Err(SubjectError::Wildcard(raw.to_owned()));
+        }
+        Ok(Subject(raw.to_owned()))
+    }
+
+    fn validate(raw: &str) -> Result<(), SubjectError> {
+        if raw.is_empty() {
+            return Err(SubjectError::Empty);
+        }
+        if raw.chars().any(char::is_whitespace) {
+            return Err(SubjectError::Whitespace(raw.to_owned()));
+        }
+        if raw.split('.').any(str::is_empty) {
+            return Err(SubjectError::EmptyToken(raw.to_owned()));
+        }
+        Ok(())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this subject, read as a pattern, matches the concrete subject `subject`, with
+    /// NATS's rules: `*` matches one token, a final `>` one or more.
+    pub fn matches(&self, subject: &str) -> bool {
+        let mut pattern = self.0.split('.');
+        let mut tokens = subject.split('.');
+        loop {
+            match (pattern.next(), tokens.next()) {
+                (Some(">"), Some(_)) => return true,
+                (Some("*"), Some(_)) => {}
+                (Some(p), Some(t)) if p == t => {}
+                (None, None) => return true,
+                _ => return false,
+            }
+        }
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constructed_subjects_are_rooted() {
+        assert_eq!(
+            Subject::service_heartbeats().as_str(),
+            "bulkhead.health.heartbeat"
+        );
+        assert_eq!(
+            Subject::scratch(&["a", "b"]).as_str(),
+            "bulkhead.scratch.a.b"
+        );
+    }
+
+    #[test]
+    fn wildcards_follow_nats_rules() {
+        let star = Subject::scratch(&["*", "x"]);
+        assert!(star.matches("bulkhead.scratch.a.x"));
+        assert!(!star.matches("bulkhead.scratch.a.b.x"));
+        let tail = Subject::scratch(&[">"]);
+        assert!(tail.matches("bulkhead.scratch.a"));
+        assert!(tail.matches("bulkhead.scratch.a.b.c"));
+        assert!(!tail.matches("bulkhead.scratch"));
+        assert!(Subject::scratch(&["a"]).matches("bulkhead.scratch.a"));
+        assert!(!Subject::scratch(&["a"]).matches("bulkhead.scratch.a.b"));
+    }
+
+    #[test]
+    fn received_subjects_are_validated() {
+        assert_eq!(
+            Subject::received("_INBOX.abc").unwrap().as_str(),
+            "_INBOX.abc"
+        );
+        assert_eq!(Subject::received(""), Err(SubjectError::Empty));
+        assert!(matches!(
+            Subject::received("a..b"),
+            Err(SubjectError::EmptyToken(_))
+        ));
+        assert!(matches!(
+            Subject::received("a b"),
+            Err(SubjectError::Whitespace(_))
+        ));
+        assert!(matches!(
+            Subject::received("a.*"),
+            Err(SubjectError::Wildcard(_))
+        ));
+    }
+}

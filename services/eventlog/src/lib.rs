@@ -1,0 +1,85 @@
+//! The storage and state machine core of Bulkhead's event log: the Raft-replicated, append-only
+//! log every service's state is projected from (DESIGN.md, principle 1; issue 3).
+//!
+//! It owns what openraft asks of an application, on sled:
+//!
+//! ```text
+//!  shell (not here): validate() ─► raft.client_write(LogRequest) ─► network (not here)
+//!                                        │
+//!              ┌─────────────────────────┴──────────────────────────┐
+//!              ▼ RaftLogStorage                                      ▼ RaftStateMachine
+//!   LogStore: tree `raft_log`                          StateMachineStore: tree `state_machine`
+//!     entries by index, vote,                            global seq, stream heads,
+//!     committed and purged ids                           (stream, version) -> seq, events by seq,
+//!                                                        outcomes by idempotency key, snapshot
+//!                                                                    │ clone
+//!                                                                    ▼
+//!                                                  EventReader: read, read_stream, versions
+//! ```
+//!
+//! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces.
+//! The log is fsynced before openraft is told an append is durable. The state machine is not
+//! fsynced on apply: sled recovers a prefix of its writes and openraft re-applies committed
+//! entries after a restart; it is fsynced whenever a snapshot is built or installed, before the
+//! log behind the snapshot may be purged.
+//!
+//! Not here: the Raft network, the NATS shell, leader forwarding and batching of client appends
+//! (they build a [`LogRequest`] of several [`AppendCommand`]s).
+
+mod error;
+mod keyspace;
+mod limits;
+mod log_store;
+mod state_machine;
+
+use std::path::Path;
+
+use bulkhead_schema::messages::eventlog::{AppendOutcome, AppendRequest};
+use serde::{Deserialize, Serialize};
+
+pub use error::StoreError;
+pub use limits::{AppendError, Limits, MAX_NAME_BYTES, validate};
+pub use log_store::LogStore;
+pub use state_machine::{EventReader, StateMachineStore};
+
+/// Identifies a replica.
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// The openraft configuration of the event log.
+    pub TypeConfig:
+        D = LogRequest,
+        R = LogResponse,
+        NodeId = NodeId,
+        Node = openraft::BasicNode,
+        SnapshotData = std::io::Cursor<Vec<u8>>,
+);
+
+/// The payload of one Raft entry: appends the shell batched together, applied in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogRequest {
+    pub commands: Vec<AppendCommand>,
+}
+
+/// One client append as it travels through the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppendCommand {
+    pub request: AppendRequest,
+    /// The leader's clock when it proposed the entry, recorded as each event's
+    /// `committed_at_ms`. It travels in the entry because applying must give every replica the
+    /// same state, and replicas' clocks differ.
+    pub proposed_at_ms: u64,
+}
+
+/// What applying one entry decided: one outcome per command, in order (none for openraft's own
+/// blank and membership entries).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogResponse {
+    pub outcomes: Vec<AppendOutcome>,
+}
+
+/// Opens (or creates) the sled database at `path` and the two stores in it.
+pub fn open_stores(path: impl AsRef<Path>) -> Result<(LogStore, StateMachineStore), StoreError> {
+    let db = sled::open(path)?;
+    Ok((LogStore::open(&db)?, StateMachineStore::open(&db)?))
+}

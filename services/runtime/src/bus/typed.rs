@@ -1,0 +1,130 @@
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulkhead_schema::{DEFAULT_MAX_MESSAGE_BYTES, Decoded, Envelope, Subject, WireMessage};
+use futures::StreamExt;
+
+use super::{Bus, BusError, Subscription};
+use crate::{metrics, telemetry};
+
+/// The bus as services use it: messages in `schema` envelopes, trace context carried across,
+/// bad input counted and skipped.
+#[derive(Clone)]
+pub struct TypedBus {
+    bus: Arc<dyn Bus>,
+    decode_limit: usize,
+}
+
+/// A message received on a typed subscription.
+#[derive(Debug, Clone)]
+pub struct Received<M> {
+    pub subject: String,
+    pub envelope: Envelope,
+    pub message: M,
+    /// Where to send the reply, when this was a request.
+    pub reply: Option<Subject>,
+}
+
+/// Yields the well-formed `M`s arriving on a subscription. Anything else (oversized,
+/// malformed, of another type or a newer version) is logged, counted in
+/// `bulkhead_bus_rejected_messages_total` and skipped: a bad publisher cannot stop a subscriber.
+pub struct TypedSubscription<M> {
+    inner: Subscription,
+    decode_limit: usize,
+    _message: PhantomData<fn() -> M>,
+}
+
+impl TypedBus {
+    pub fn new(bus: Arc<dyn Bus>) -> Self {
+        Self::with_decode_limit(bus, DEFAULT_MAX_MESSAGE_BYTES)
+    }
+
+    /// A typed bus that refuses received messages longer than `decode_limit` bytes.
+    pub fn with_decode_limit(bus: Arc<dyn Bus>, decode_limit: usize) -> Self {
+        TypedBus { bus, decode_limit }
+    }
+
+    /// The untyped transport underneath, for tools that relay raw bytes.
+    pub fn raw(&self) -> &Arc<dyn Bus> {
+        &self.bus
+    }
+
+    fn seal<M: WireMessage>(message: &M) -> Result<bytes::Bytes, BusError> {
+        let mut envelope = Envelope::wrap(message)?;
+        telemetry::inject_trace_context(&mut envelope);
+        Ok(envelope.to_bytes().into())
+    }
+
+    pub async fn publish<M: WireMessage>(
+        &self,
+        subject: &Subject,
+        message: &M,
+    ) -> Result<(), BusError> {
+        self.bus.publish(subject, Self::seal(message)?).await
+    }
+
+    pub async fn subscribe<M: WireMessage>(
+        &self,
+        subject: &Subject,
+    ) -> Result<TypedSubscription<M>, BusError> {
+        Ok(self.typed(self.bus.subscribe(subject).await?))
+    }
+
+    pub async fn queue_subscribe<M: WireMessage>(
+        &self,
+        subject: &Subject,
+        group: &str,
+    ) -> Result<TypedSubscription<M>, BusError> {
+        Ok(self.typed(self.bus.queue_subscribe(subject, group).await?))
+    }
+
+    fn typed<M>(&self, inner: Subscription) -> TypedSubscription<M> {
+        TypedSubscription {
+            inner,
+            decode_limit: self.decode_limit,
+            _message: PhantomData,
+        }
+    }
+
+    /// Sends `request` and decodes the first reply as `R`.
+    pub async fn request<Q: WireMessage, R: WireMessage>(
+        &self,
+        subject: &Subject,
+        request: &Q,
+        timeout: Duration,
+    ) -> Result<Decoded<R>, BusError> {
+        let reply = self
+            .bus
+            .request(subject, Self::seal(request)?, timeout)
+            .await?;
+        Ok(Envelope::decode(&reply.payload, self.decode_limit)?)
+    }
+
+    pub async fn reply<M: WireMessage>(&self, to: &Subject, message: &M) -> Result<(), BusError> {
+        self.publish(to, message).await
+    }
+}
+
+impl<M: WireMessage> TypedSubscription<M> {
+    /// The next well-formed message; `None` when the subscription ends.
+    pub async fn next(&mut self) -> Option<Received<M>> {
+        loop {
+            let raw = self.inner.next().await?;
+            match Envelope::decode::<M>(&raw.payload, self.decode_limit) {
+                Ok(Decoded { envelope, message }) => {
+                    return Some(Received {
+                        subject: raw.subject,
+                        envelope,
+                        message,
+                        reply: raw.reply,
+                    });
+                }
+                Err(error) => {
+                    metrics::bus_rejected(M::TYPE, error.kind());
+                    tracing::warn!(subject = %raw.subject, expected = M::TYPE, %error, "rejected a message");
+                }
+            }
+        }
+    }
+}
