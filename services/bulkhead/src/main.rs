@@ -1,1 +1,33 @@
-fn main() {}
+//! `bulkhead`: the one binary.
+//!
+//! ```text
+//! bulkhead up                 whole control plane, one process, in-process bus, data in ./bulkhead-data
+//! bulkhead serve <service>    one service against NATS (compose, Kubernetes)
+//! bulkhead <anything else>    the CLI, over the REST API
+//! ```
+
+mod cli;
+mod client;
+mod serve;
+mod supervisor;
+mod up;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(cli.run()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -61,30 +61,50 @@ pub(crate) trait KeySpace {
     }
 
     fn encode(value: &Self::Value) -> Result<Vec<u8>, StoreError> {
-        rmp_serde::to_vec_named(value).map_err(|source| StoreError::Encode { space: Self::NAME, source })
+        rmp_serde::to_vec_named(value).map_err(|source| StoreError::Encode {
+            space: Self::NAME,
+            source,
+        })
     }
 
     fn decode(bytes: &[u8]) -> Result<Self::Value, StoreError> {
-        rmp_serde::from_slice(bytes).map_err(|source| StoreError::Decode { space: Self::NAME, source })
+        rmp_serde::from_slice(bytes).map_err(|source| StoreError::Decode {
+            space: Self::NAME,
+            source,
+        })
     }
 
     fn get(tree: &sled::Tree, key: Self::Key<'_>) -> Result<Option<Self::Value>, StoreError> {
-        tree.get(Self::key(key))?.map(|bytes| Self::decode(&bytes)).transpose()
+        tree.get(Self::key(key))?
+            .map(|bytes| Self::decode(&bytes))
+            .transpose()
     }
 
-    fn put(batch: &mut sled::Batch, key: Self::Key<'_>, value: &Self::Value) -> Result<(), StoreError> {
+    fn put(
+        batch: &mut sled::Batch,
+        key: Self::Key<'_>,
+        value: &Self::Value,
+    ) -> Result<(), StoreError> {
         batch.insert(Self::key(key), Self::encode(value)?);
         Ok(())
     }
 
     /// Writes through at once, for single-key updates that need no batch.
-    fn insert(tree: &sled::Tree, key: Self::Key<'_>, value: &Self::Value) -> Result<(), StoreError> {
+    fn insert(
+        tree: &sled::Tree,
+        key: Self::Key<'_>,
+        value: &Self::Value,
+    ) -> Result<(), StoreError> {
         tree.insert(Self::key(key), Self::encode(value)?)?;
         Ok(())
     }
 
     /// The raw entries of this key space within the bounds (unbounded = to the key space's edge).
-    fn raw_range(tree: &sled::Tree, start: Bound<Self::Key<'_>>, end: Bound<Self::Key<'_>>) -> sled::Iter {
+    fn raw_range(
+        tree: &sled::Tree,
+        start: Bound<Self::Key<'_>>,
+        end: Bound<Self::Key<'_>>,
+    ) -> sled::Iter {
         let start = match start {
             Bound::Included(key) => Bound::Included(Self::key(key)),
             Bound::Excluded(key) => Bound::Excluded(Self::key(key)),
@@ -161,10 +181,13 @@ mod tests {
             Numbers::put(&mut batch, n, &n.to_string()).unwrap();
         }
         tree.apply_batch(batch).unwrap();
-        let all: Vec<_> = Numbers::values(&tree, Bound::Unbounded, Bound::Unbounded).map(Result::unwrap).collect();
+        let all: Vec<_> = Numbers::values(&tree, Bound::Unbounded, Bound::Unbounded)
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(all, ["1", "2", "256", "65536"]);
-        let middle: Vec<_> =
-            Numbers::values(&tree, Bound::Excluded(1), Bound::Included(256)).map(Result::unwrap).collect();
+        let middle: Vec<_> = Numbers::values(&tree, Bound::Excluded(1), Bound::Included(256))
+            .map(Result::unwrap)
+            .collect();
         assert_eq!(middle, ["2", "256"]);
     }
 
@@ -177,10 +200,17 @@ mod tests {
         }
         Numbers::put(&mut batch, 0, &"other space".into()).unwrap();
         tree.apply_batch(batch).unwrap();
-        let of_a: Vec<_> = Pairs::values(&tree, Bound::Included(("a", 0)), Bound::Included(("a", u64::MAX)))
-            .map(Result::unwrap)
-            .collect();
+        let of_a: Vec<_> = Pairs::values(
+            &tree,
+            Bound::Included(("a", 0)),
+            Bound::Included(("a", u64::MAX)),
+        )
+        .map(Result::unwrap)
+        .collect();
         assert_eq!(of_a, [1, 2]);
-        assert_eq!(Pairs::values(&tree, Bound::Unbounded, Bound::Unbounded).count(), 4);
+        assert_eq!(
+            Pairs::values(&tree, Bound::Unbounded, Bound::Unbounded).count(),
+            4
+        );
     }
 }

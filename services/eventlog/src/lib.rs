@@ -40,7 +40,7 @@ use serde::{Deserialize, Serialize};
 pub use error::StoreError;
 pub use limits::{AppendError, Limits, MAX_NAME_BYTES, validate};
 pub use log_store::LogStore;
-pub use state_machine::{EventReader, StateMachineStore};
+pub use state_machine::{EventReader, SnapshotBuilder, StateMachineStore};
 
 /// Identifies a replica.
 pub type NodeId = u64;

@@ -19,7 +19,11 @@ pub struct Limits {
 impl Default for Limits {
     /// A whole append, in its envelope, must fit NATS's default 1 MiB `max_payload`.
     fn default() -> Self {
-        Self { max_event_bytes: 64 * 1024, max_batch_events: 1_000, max_batch_bytes: 512 * 1024 }
+        Self {
+            max_event_bytes: 64 * 1024,
+            max_batch_events: 1_000,
+            max_batch_bytes: 512 * 1024,
+        }
     }
 }
 
@@ -29,13 +33,21 @@ pub enum AppendError {
     #[error("{field} is empty")]
     EmptyName { field: &'static str },
     #[error("{field} is {len} bytes, more than the {limit} allowed")]
-    NameTooLong { field: &'static str, len: usize, limit: usize },
+    NameTooLong {
+        field: &'static str,
+        len: usize,
+        limit: usize,
+    },
     #[error("the append has no events")]
     NoEvents,
     #[error("the append has {count} events, more than the {limit} allowed")]
     TooManyEvents { count: usize, limit: usize },
     #[error("event {index} is {size} bytes, more than the {limit} allowed")]
-    EventTooLarge { index: usize, size: usize, limit: usize },
+    EventTooLarge {
+        index: usize,
+        size: usize,
+        limit: usize,
+    },
     #[error("the append is {size} bytes, more than the {limit} allowed")]
     BatchTooLarge { size: usize, limit: usize },
 }
@@ -62,19 +74,29 @@ pub fn validate(request: &AppendRequest, limits: &Limits) -> Result<(), AppendEr
         return Err(AppendError::NoEvents);
     }
     if request.events.len() > limits.max_batch_events {
-        return Err(AppendError::TooManyEvents { count: request.events.len(), limit: limits.max_batch_events });
+        return Err(AppendError::TooManyEvents {
+            count: request.events.len(),
+            limit: limits.max_batch_events,
+        });
     }
     let mut total = 0usize;
     for (index, event) in request.events.iter().enumerate() {
         check_name("event_type", &event.event_type)?;
         let size = event.event_type.len() + event.data.len();
         if size > limits.max_event_bytes {
-            return Err(AppendError::EventTooLarge { index, size, limit: limits.max_event_bytes });
+            return Err(AppendError::EventTooLarge {
+                index,
+                size,
+                limit: limits.max_event_bytes,
+            });
         }
         total += size;
     }
     if total > limits.max_batch_bytes {
-        return Err(AppendError::BatchTooLarge { size: total, limit: limits.max_batch_bytes });
+        return Err(AppendError::BatchTooLarge {
+            size: total,
+            limit: limits.max_batch_bytes,
+        });
     }
     Ok(())
 }
@@ -84,7 +106,11 @@ fn check_name(field: &'static str, value: &str) -> Result<(), AppendError> {
         return Err(AppendError::EmptyName { field });
     }
     if value.len() > MAX_NAME_BYTES {
-        return Err(AppendError::NameTooLong { field, len: value.len(), limit: MAX_NAME_BYTES });
+        return Err(AppendError::NameTooLong {
+            field,
+            len: value.len(),
+            limit: MAX_NAME_BYTES,
+        });
     }
     Ok(())
 }
@@ -96,7 +122,10 @@ mod tests {
     use super::*;
 
     fn mk_event(size: usize) -> NewEvent {
-        NewEvent { event_type: "t".into(), data: vec![0; size - 1] }
+        NewEvent {
+            event_type: "t".into(),
+            data: vec![0; size - 1],
+        }
     }
 
     fn mk_append(events: Vec<NewEvent>) -> AppendRequest {
@@ -109,20 +138,40 @@ mod tests {
     }
 
     fn limits() -> Limits {
-        Limits { max_event_bytes: 10, max_batch_events: 3, max_batch_bytes: 25 }
+        Limits {
+            max_event_bytes: 10,
+            max_batch_events: 3,
+            max_batch_bytes: 25,
+        }
     }
 
     #[test]
     fn accepts_an_append_within_the_limits() {
-        assert_eq!(validate(&mk_append(vec![mk_event(10), mk_event(10), mk_event(5)]), &limits()), Ok(()));
+        assert_eq!(
+            validate(
+                &mk_append(vec![mk_event(10), mk_event(10), mk_event(5)]),
+                &limits()
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn rejects_an_oversized_event() {
         let err = validate(&mk_append(vec![mk_event(1), mk_event(11)]), &limits()).unwrap_err();
-        assert_eq!(err, AppendError::EventTooLarge { index: 1, size: 11, limit: 10 });
+        assert_eq!(
+            err,
+            AppendError::EventTooLarge {
+                index: 1,
+                size: 11,
+                limit: 10
+            }
+        );
         assert_eq!(err.kind(), "event_too_large");
-        assert_eq!(err.to_string(), "event 1 is 11 bytes, more than the 10 allowed");
+        assert_eq!(
+            err.to_string(),
+            "event 1 is 11 bytes, more than the 10 allowed"
+        );
     }
 
     #[test]
@@ -134,15 +183,28 @@ mod tests {
 
     #[test]
     fn rejects_a_batch_over_its_byte_limit() {
-        let err = validate(&mk_append(vec![mk_event(10), mk_event(10), mk_event(6)]), &limits()).unwrap_err();
-        assert_eq!(err, AppendError::BatchTooLarge { size: 26, limit: 25 });
+        let err = validate(
+            &mk_append(vec![mk_event(10), mk_event(10), mk_event(6)]),
+            &limits(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            AppendError::BatchTooLarge {
+                size: 26,
+                limit: 25
+            }
+        );
         assert_eq!(err.kind(), "batch_too_large");
     }
 
     #[test]
     fn rejects_an_empty_append() {
         let err = validate(&mk_append(vec![]), &limits()).unwrap_err();
-        assert_eq!((err.kind(), err.to_string().as_str()), ("no_events", "the append has no events"));
+        assert_eq!(
+            (err.kind(), err.to_string().as_str()),
+            ("no_events", "the append has no events")
+        );
     }
 
     #[test]
@@ -150,16 +212,31 @@ mod tests {
         let mut request = mk_append(vec![mk_event(1)]);
         request.idempotency_key.clear();
         let err = validate(&request, &limits()).unwrap_err();
-        assert_eq!((err.kind(), err.to_string().as_str()), ("empty_name", "idempotency_key is empty"));
+        assert_eq!(
+            (err.kind(), err.to_string().as_str()),
+            ("empty_name", "idempotency_key is empty")
+        );
 
         let mut request = mk_append(vec![mk_event(1)]);
         request.stream = "s".repeat(MAX_NAME_BYTES + 1);
         let err = validate(&request, &limits()).unwrap_err();
-        assert_eq!(err, AppendError::NameTooLong { field: "stream", len: MAX_NAME_BYTES + 1, limit: MAX_NAME_BYTES });
+        assert_eq!(
+            err,
+            AppendError::NameTooLong {
+                field: "stream",
+                len: MAX_NAME_BYTES + 1,
+                limit: MAX_NAME_BYTES
+            }
+        );
         assert_eq!(err.kind(), "name_too_long");
 
         let mut request = mk_append(vec![mk_event(1)]);
         request.events[0].event_type.clear();
-        assert_eq!(validate(&request, &limits()), Err(AppendError::EmptyName { field: "event_type" }));
+        assert_eq!(
+            validate(&request, &limits()),
+            Err(AppendError::EmptyName {
+                field: "event_type"
+            })
+        );
     }
 }

@@ -5,7 +5,10 @@ use std::io;
 use std::ops::{Bound, RangeBounds};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
-use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError, StorageIOError, Vote};
+use openraft::{
+    Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogReader, StorageError,
+    StorageIOError, Vote,
+};
 
 use crate::keyspace::{KeySpace, key_space};
 use crate::{NodeId, StoreError, TypeConfig};
@@ -29,16 +32,26 @@ pub struct LogStore {
 
 impl LogStore {
     pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
-        Ok(Self { tree: db.open_tree("raft_log")? })
+        Ok(Self {
+            tree: db.open_tree("raft_log")?,
+        })
     }
 
     fn read_log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
         let last_purged_log_id = Purged::get(&self.tree, ())?;
-        let last_entry = Entries::values(&self.tree, Bound::Unbounded, Bound::Unbounded).next_back().transpose()?;
-        Ok(LogState { last_purged_log_id, last_log_id: last_entry.map(|entry| entry.log_id).or(last_purged_log_id) })
+        let last_entry = Entries::values(&self.tree, Bound::Unbounded, Bound::Unbounded)
+            .next_back()
+            .transpose()?;
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id: last_entry.map(|entry| entry.log_id).or(last_purged_log_id),
+        })
     }
 
-    fn write_entries(&self, entries: impl IntoIterator<Item = Entry<TypeConfig>>) -> Result<(), StoreError> {
+    fn write_entries(
+        &self,
+        entries: impl IntoIterator<Item = Entry<TypeConfig>>,
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for entry in entries {
             Entries::put(&mut batch, entry.log_id.index, &entry)?;
@@ -48,7 +61,12 @@ impl LogStore {
 
     fn remove_since(&self, index: u64) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        Entries::remove_range(&self.tree, &mut batch, Bound::Included(index), Bound::Unbounded)?;
+        Entries::remove_range(
+            &self.tree,
+            &mut batch,
+            Bound::Included(index),
+            Bound::Unbounded,
+        )?;
         Ok(self.tree.apply_batch(batch)?)
     }
 
@@ -57,7 +75,12 @@ impl LogStore {
         // without a purged id to stand for its end.
         let mut batch = sled::Batch::default();
         Purged::put(&mut batch, (), &log_id)?;
-        Entries::remove_range(&self.tree, &mut batch, Bound::Unbounded, Bound::Included(log_id.index))?;
+        Entries::remove_range(
+            &self.tree,
+            &mut batch,
+            Bound::Unbounded,
+            Bound::Included(log_id.index),
+        )?;
         Ok(self.tree.apply_batch(batch)?)
     }
 }
@@ -67,9 +90,13 @@ impl RaftLogReader<TypeConfig> for LogStore {
         &mut self,
         range: RB,
     ) -> Result<Vec<Entry<TypeConfig>>, StorageError<NodeId>> {
-        Entries::values(&self.tree, range.start_bound().cloned(), range.end_bound().cloned())
-            .collect::<Result<_, _>>()
-            .map_err(|e| StorageIOError::read_logs(&e).into())
+        Entries::values(
+            &self.tree,
+            range.start_bound().cloned(),
+            range.end_bound().cloned(),
+        )
+        .collect::<Result<_, _>>()
+        .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 }
 
@@ -77,7 +104,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     type LogReader = Self;
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError<NodeId>> {
-        self.read_log_state().map_err(|e| StorageIOError::read_logs(&e).into())
+        self.read_log_state()
+            .map_err(|e| StorageIOError::read_logs(&e).into())
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -87,7 +115,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         SavedVote::insert(&self.tree, (), vote).map_err(|e| StorageIOError::write_vote(&e))?;
         // A vote must survive a crash, or this replica could vote twice in one term.
-        self.tree.flush_async().await.map_err(|e| StorageIOError::write_vote(&e))?;
+        self.tree
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
     }
 
@@ -97,38 +128,58 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     // Not flushed: losing it only means re-applying fewer entries at start-up; the next log
     // flush makes it durable anyway.
-    async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<NodeId>>,
+    ) -> Result<(), StorageError<NodeId>> {
         let saved = match committed {
             Some(log_id) => Committed::insert(&self.tree, (), &log_id),
-            None => self.tree.remove(Committed::key(())).map(drop).map_err(StoreError::from),
+            None => self
+                .tree
+                .remove(Committed::key(()))
+                .map(drop)
+                .map_err(StoreError::from),
         };
         saved.map_err(|e| StorageIOError::new(ErrorSubject::Store, ErrorVerb::Write, &e).into())
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Committed::get(&self.tree, ()).map_err(|e| StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, &e).into())
+        Committed::get(&self.tree, ())
+            .map_err(|e| StorageIOError::new(ErrorSubject::Store, ErrorVerb::Read, &e).into())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError<NodeId>>
     where
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.write_entries(entries).map_err(|e| StorageIOError::write_logs(&e))?;
+        self.write_entries(entries)
+            .map_err(|e| StorageIOError::write_logs(&e))?;
         // openraft counts an entry towards a quorum once the callback fires: only after fsync.
         let flushed = self.tree.flush_async().await;
-        let result = flushed.as_ref().map(drop).map_err(|e| io::Error::other(e.to_string()));
+        let result = flushed
+            .as_ref()
+            .map(drop)
+            .map_err(|e| io::Error::other(e.to_string()));
         callback.log_io_completed(result);
-        flushed.map(drop).map_err(|e| StorageIOError::write_logs(&e).into())
+        flushed
+            .map(drop)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     // Neither truncate nor purge flushes: sled recovers a prefix of its writes, so any later
     // flushed append makes them durable too, and until then the entries they remove are harmless.
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.remove_since(log_id.index).map_err(|e| StorageIOError::write_logs(&e).into())
+        self.remove_since(log_id.index)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.remove_upto(log_id).map_err(|e| StorageIOError::write_logs(&e).into())
+        self.remove_upto(log_id)
+            .map_err(|e| StorageIOError::write_logs(&e).into())
     }
 }

@@ -17,13 +17,36 @@ pub enum ConfigError {
     Invalid(#[from] Box<figment::Error>),
 }
 
-/// Builds a `T` from the layers. `flags` holds only what was given on the command line: its
-/// `None` fields must be skipped when serialised (`#[serde(skip_serializing_if = "Option::is_none")]`)
-/// so they do not hide the layers below.
-pub fn load<T, F>(file: Option<&Path>, flags: &F) -> Result<T, ConfigError>
+/// The flags given on the command line, by dotted key (`nats.url`). Flags not given are not
+/// set, so they do not hide the layers below.
+#[derive(Debug, Default, Serialize)]
+#[serde(transparent)]
+pub struct Flags(serde_json::Map<String, serde_json::Value>);
+
+impl Flags {
+    /// Sets `dotted_key` when `value` is `Some`.
+    pub fn set<V: Serialize>(mut self, dotted_key: &str, value: Option<V>) -> Self {
+        let Some(value) = value else { return self };
+        let value = serde_json::to_value(value).expect("flag values are plain data");
+        let mut keys: Vec<&str> = dotted_key.split('.').collect();
+        let last = keys.pop().expect("a key");
+        let mut table = &mut self.0;
+        for key in keys {
+            table = table
+                .entry(key)
+                .or_insert_with(|| serde_json::Value::Object(Default::default()))
+                .as_object_mut()
+                .expect("a flag key is not also a table");
+        }
+        table.insert(last.to_owned(), value);
+        self
+    }
+}
+
+/// Builds a `T` from the layers: defaults, `file`, environment, `flags`.
+pub fn load<T>(file: Option<&Path>, flags: &Flags) -> Result<T, ConfigError>
 where
     T: DeserializeOwned + Serialize + Default,
-    F: Serialize,
 {
     let mut figment = Figment::from(Serialized::defaults(T::default()));
     if let Some(path) = file {
@@ -59,10 +82,8 @@ mod tests {
         url: String,
     }
 
-    #[derive(Serialize)]
-    struct Flags {
-        #[serde(skip_serializing_if = "Option::is_none")]
-        depth: Option<u32>,
+    fn depth(depth: Option<u32>) -> Flags {
+        Flags::default().set("depth", depth)
     }
 
     #[test]
@@ -74,14 +95,18 @@ mod tests {
             )?;
             jail.set_env("BULKHEAD_DEPTH", "2");
             jail.set_env("BULKHEAD_NESTED__URL", "from-env");
-            let only_file: Sample =
-                load(Some(Path::new("c.toml")), &Flags { depth: None }).unwrap();
+            let only_file: Sample = load(Some(Path::new("c.toml")), &depth(None)).unwrap();
             assert_eq!(only_file.listen, "file");
             assert_eq!(only_file.depth, 2, "environment beats the file");
             assert_eq!(only_file.nested.url, "from-env");
-            let flagged: Sample =
-                load(Some(Path::new("c.toml")), &Flags { depth: Some(3) }).unwrap();
+            let flagged: Sample = load(Some(Path::new("c.toml")), &depth(Some(3))).unwrap();
             assert_eq!(flagged.depth, 3, "flags beat the environment");
+            let nested: Sample =
+                load(None, &Flags::default().set("nested.url", Some("flag"))).unwrap();
+            assert_eq!(
+                nested.nested.url, "flag",
+                "dotted flags reach nested tables"
+            );
             Ok(())
         });
     }
@@ -89,11 +114,10 @@ mod tests {
     #[test]
     fn missing_file_and_bad_values_are_errors() {
         figment::Jail::expect_with(|jail| {
-            let err = load::<Sample, _>(Some(Path::new("nope.toml")), &Flags { depth: None })
-                .unwrap_err();
+            let err = load::<Sample>(Some(Path::new("nope.toml")), &depth(None)).unwrap_err();
             assert!(matches!(err, ConfigError::MissingFile(_)));
             jail.set_env("BULKHEAD_DEPTH", "deep");
-            let err = load::<Sample, _>(None, &Flags { depth: None }).unwrap_err();
+            let err = load::<Sample>(None, &depth(None)).unwrap_err();
             assert!(
                 err.to_string().contains("DEPTH") && err.to_string().contains("BULKHEAD_"),
                 "{err}"

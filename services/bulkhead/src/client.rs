@@ -1,0 +1,85 @@
+//! The CLI's side of the REST API: requests, errors, and table or JSON output.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow};
+use comfy_table::Table;
+use serde_json::Value;
+
+use crate::cli::{Output, RemoteArgs, resolve_api_key};
+
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    api_key: Option<String>,
+}
+
+impl Client {
+    pub fn new(remote: &RemoteArgs) -> anyhow::Result<Self> {
+        // reqwest is built without a bundled crypto provider; use ring, like the rest of the build.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(30))
+            .build()
+            .context("cannot build the HTTP client")?;
+        Ok(Client {
+            http,
+            base: remote.server.trim_end_matches('/').to_owned(),
+            api_key: resolve_api_key(remote.api_key.as_deref()),
+        })
+    }
+
+    /// GETs `path` (below `/api/v2`) and returns the status and JSON body; API errors in the
+    /// standard error shape are returned as `Err` with their message.
+    async fn get(&self, path: &str) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let url = format!("{}/api/v2{path}", self.base);
+        let mut request = self.http.get(&url);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let status = response.status();
+        let body: Value = response
+            .json()
+            .await
+            .with_context(|| format!("{url} answered {status} without JSON"))?;
+        Ok((status, body))
+    }
+
+    /// `bulkhead health`.
+    pub async fn health(&self, output: Output) -> anyhow::Result<ExitCode> {
+        let (_, body) = self.get("/health").await?;
+        let status = body["status"].as_str().ok_or_else(|| api_error(&body))?;
+        match output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(&body)?),
+            Output::Table => {
+                let mut table = Table::new();
+                table.set_header(["SERVICE", "STATE", "INSTANCES"]);
+                for service in body["services"].as_array().into_iter().flatten() {
+                    let instances = service["instances"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|i| format!("{} ({})", text(&i["instance"]), text(&i["state"])))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    table.add_row([text(&service["name"]), text(&service["state"]), instances]);
+                }
+                println!("{table}\nstatus: {status}");
+            }
+        }
+        Ok(if status == "healthy" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    }
+}
+
+fn text(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+}
+
+/// The error the API reported, in its standard shape, or the body as it came.
+fn api_error(body: &Value) -> anyhow::Error {
+    match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
+        (Some(code), Some(message)) => anyhow!("{message} ({code})"),
+        _ => anyhow!("unexpected answer: {body}"),
+    }
+}

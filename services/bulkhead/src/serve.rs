@@ -1,0 +1,131 @@
+//! `bulkhead serve <service>`: one service against NATS, configured from a TOML file,
+//! `BULKHEAD_*` variables and flags (in rising precedence).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bulkhead_runtime::bus::{NatsBus, NatsOptions, TypedBus};
+use bulkhead_runtime::config::{self, Flags};
+use bulkhead_runtime::{shutdown, telemetry};
+use serde::{Deserialize, Serialize};
+
+use crate::supervisor::Supervisor;
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    #[command(subcommand)]
+    pub service: Service,
+    /// TOML config file (keys as in the `BULKHEAD_*` variables: `[nats] url = ...`).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    /// NATS server URL(s), comma separated [default: nats://127.0.0.1:4222].
+    #[arg(long, global = true)]
+    pub nats: Option<String>,
+    /// NATS credentials file (.creds).
+    #[arg(long, global = true)]
+    pub nats_creds: Option<PathBuf>,
+    /// Address of /metrics, /healthz and /readyz [default: 0.0.0.0:9464].
+    #[arg(long, global = true)]
+    pub admin_listen: Option<SocketAddr>,
+    /// Instance name, unique among the service's replicas [default: the host name].
+    #[arg(long, global = true)]
+    pub instance: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum Service {
+    /// The REST API.
+    Api {
+        /// Address of the REST API [default: 0.0.0.0:8443].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Where the API keeps its keys [default: /var/lib/bulkhead].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+/// Everything `serve` can be configured with, whichever service it runs.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct ServeConfig {
+    nats: NatsOptions,
+    admin_listen: SocketAddr,
+    instance: String,
+    api: ApiSection,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(default)]
+struct ApiSection {
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    /// Services `GET /api/v2/health` expects to hear from.
+    expected_services: Vec<String>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            nats: NatsOptions::default(),
+            admin_listen: ([0, 0, 0, 0], 9464).into(),
+            instance: std::env::var("HOSTNAME").unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
+            api: ApiSection::default(),
+        }
+    }
+}
+
+impl Default for ApiSection {
+    fn default() -> Self {
+        ApiSection {
+            listen: ([0, 0, 0, 0], 8443).into(),
+            data_dir: "/var/lib/bulkhead".into(),
+            expected_services: vec!["api".into()],
+        }
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let mut flags = Flags::default()
+        .set("nats.url", args.nats)
+        .set("nats.credentials_file", args.nats_creds)
+        .set("admin_listen", args.admin_listen)
+        .set("instance", args.instance);
+    let service_name = match &args.service {
+        Service::Api { listen, data_dir } => {
+            flags = flags.set("api.listen", *listen).set("api.data_dir", data_dir.clone());
+            "api"
+        }
+    };
+    let mut config: ServeConfig = config::load(args.config.as_deref(), &flags)?;
+    let _telemetry = telemetry::init(service_name)?;
+    config.nats.client_name = format!("bulkhead-{service_name}-{}", config.instance);
+    let bus = TypedBus::new(Arc::new(NatsBus::connect(&config.nats).await?));
+    let mut supervisor = Supervisor::new(shutdown::on_signal());
+
+    match args.service {
+        Service::Api { .. } => {
+            let api = bulkhead_api::bind(
+                bulkhead_api::ApiConfig {
+                    listen: config.api.listen,
+                    data_dir: config.api.data_dir.clone(),
+                    expected_services: config.api.expected_services.clone(),
+                },
+                bus,
+            )
+            .await?;
+            if let Some(key) = api.new_admin_key() {
+                println!("Admin API key (shown once, saved to {}): {key}", config.api.data_dir.join("admin.key").display());
+            }
+            tracing::info!(listen = %api.local_addr(), "api serving");
+            supervisor.watch_health(api.health());
+            let shutdown = supervisor.shutdown();
+            supervisor.spawn("api", async move { api.serve(shutdown).await.map_err(Into::into) });
+        }
+    }
+    let admin = supervisor.serve_admin(config.admin_listen).await?;
+    tracing::info!(%admin, "admin endpoints serving");
+    Ok(supervisor.run().await)
+}

@@ -1,0 +1,67 @@
+//! `bulkhead up`: the whole control plane in one process, on embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use bulkhead_runtime::bus::{InProcessBus, TypedBus};
+use bulkhead_runtime::{shutdown, telemetry};
+
+use crate::cli::DEFAULT_DATA_DIR;
+use crate::supervisor::Supervisor;
+
+#[derive(Debug, clap::Args)]
+pub struct UpArgs {
+    /// Where the control plane keeps its data (event log, keys).
+    #[arg(long, default_value = DEFAULT_DATA_DIR)]
+    pub data_dir: PathBuf,
+    /// Address of the REST API and web console.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub listen: SocketAddr,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "127.0.0.1:9464")]
+    pub admin_listen: SocketAddr,
+}
+
+pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let _telemetry = telemetry::init("bulkhead")?;
+    let mut supervisor = Supervisor::new(shutdown::on_signal());
+    let bus = TypedBus::new(Arc::new(InProcessBus::default()));
+
+    let api = bulkhead_api::bind(
+        bulkhead_api::ApiConfig {
+            listen: args.listen,
+            data_dir: args.data_dir.clone(),
+            expected_services: vec!["api".into()],
+        },
+        bus.clone(),
+    )
+    .await?;
+    let api_addr = api.local_addr();
+    let new_key = api.new_admin_key().map(str::to_owned);
+    supervisor.watch_health(api.health());
+    let shutdown = supervisor.shutdown();
+    supervisor.spawn("api", async move { api.serve(shutdown).await.map_err(Into::into) });
+    let admin_addr = supervisor.serve_admin(args.admin_listen).await?;
+
+    print_banner(&args, api_addr, admin_addr, new_key.as_deref());
+    Ok(supervisor.run().await)
+}
+
+fn print_banner(args: &UpArgs, api: SocketAddr, admin: SocketAddr, new_key: Option<&str>) {
+    let key_file = args.data_dir.join("admin.key");
+    println!("Bulkhead is up.");
+    println!("  REST API     http://{api}/api/v2   (OpenAPI: http://{api}/api/v2/openapi.json)");
+    println!("  metrics      http://{admin}/metrics");
+    println!("  data         {}", args.data_dir.display());
+    if let Some(key) = new_key {
+        println!();
+        println!("  Admin API key (shown once, also saved to {}):", key_file.display());
+        println!("    {key}");
+    }
+    println!();
+    println!("Try:  bulkhead --server http://{api} health");
+    println!("      (the CLI reads the key from {} when run here, or from BULKHEAD_API_KEY)", key_file.display());
+    println!("Stop with Ctrl-C.");
+}

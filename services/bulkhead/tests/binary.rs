@@ -1,0 +1,163 @@
+//! The `bulkhead` binary as a newcomer uses it: `up`, the CLI against it, `serve api` against a
+//! real nats-server, and clean exits on SIGTERM.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use bulkhead_runtime::testing::{NatsServer, free_port};
+
+const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
+
+/// A `bulkhead` process, killed if a test fails before stopping it.
+struct Process(Child);
+
+impl Process {
+    fn spawn(args: &[&str], dir: &Path) -> Self {
+        let child = Command::new(BIN)
+            .args(args)
+            .current_dir(dir)
+            .env("BULKHEAD_LOG", "warn")
+            .env_remove("BULKHEAD_API_KEY")
+            .env_remove("BULKHEAD_SERVER")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("bulkhead starts");
+        Process(child)
+    }
+
+    /// Sends SIGTERM and waits for the exit, at most `within`.
+    fn terminate(&mut self, within: Duration) -> ExitStatus {
+        let pid = self.0.id().to_string();
+        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "no exit within {within:?} of SIGTERM");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stdout(&mut self) -> String {
+        use std::io::Read;
+        let mut out = String::new();
+        self.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn get(url: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
+    let mut args = vec!["-s", "-o", "-", "-w", "\n%{http_code}", url];
+    let header;
+    if let Some(key) = bearer {
+        header = format!("Authorization: Bearer {key}");
+        args.extend(["-H", &header]);
+    }
+    let out = Command::new("curl").args(&args).output().expect("curl runs");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+}
+
+/// Polls `url` until it answers 200, at most `within`.
+fn wait_healthy(url: &str, within: Duration) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let (code, body) = get(url, None);
+        if code == 200 {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "{url} not 200 within {within:?}: {code} {body}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN).args(args).current_dir(dir).env_remove("BULKHEAD_API_KEY").output().unwrap()
+}
+
+#[test]
+fn up_serves_health_requires_keys_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let base = format!("http://{listen}");
+    let mut up = Process::spawn(&["up", "--listen", &listen, "--admin-listen", "127.0.0.1:0"], dir.path());
+
+    let health = wait_healthy(&format!("{base}/api/v2/health"), Duration::from_secs(30));
+    assert_eq!(health["status"], "healthy");
+
+    let (code, body) = get(&format!("{base}/api/v2/orgs/1/whoami"), None);
+    assert_eq!(code, 401);
+    assert_eq!(body["error"]["code"], "unauthorized", "{body}");
+    assert!(body["error"]["message"].is_string());
+
+    let key_file = dir.path().join("bulkhead-data/admin.key");
+    let key = std::fs::read_to_string(&key_file).unwrap();
+    let (code, body) = get(&format!("{base}/api/v2/orgs/1/whoami"), Some(key.trim()));
+    assert_eq!(code, 200, "{body}");
+
+    // The CLI, run where `up` keeps its data, finds the key and the server by itself when told
+    // the server; `health` exits 0 when all is well.
+    let out = cli(dir.path(), &["--server", &base, "health"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("api"));
+    let out = cli(dir.path(), &["--server", &base, "--output", "json", "health"]);
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "healthy");
+
+    let status = up.terminate(Duration::from_secs(5));
+    assert!(status.success(), "exit status {status:?}");
+    let banner = up.stdout();
+    assert!(banner.contains(&base), "banner names the address: {banner}");
+    assert!(banner.contains(key.trim()), "the new admin key is printed on first start");
+
+    // Second start: same data dir, key not printed again.
+    let mut again = Process::spawn(&["up", "--listen", &listen, "--admin-listen", "127.0.0.1:0"], dir.path());
+    wait_healthy(&format!("{base}/api/v2/health"), Duration::from_secs(30));
+    assert!(again.terminate(Duration::from_secs(5)).success());
+    assert!(!again.stdout().contains(key.trim()), "the key is shown only once");
+    assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
+}
+
+#[test]
+fn health_command_fails_when_nothing_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path(), &["--server", &format!("http://127.0.0.1:{}", free_port()), "health"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
+}
+
+#[test]
+fn serve_api_runs_against_nats() {
+    let nats = NatsServer::start();
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let data = dir.path().join("data");
+    let mut api = Process::spawn(
+        &["serve", "api", "--nats", &nats.url(), "--listen", &listen, "--data-dir", data.to_str().unwrap(), "--admin-listen", "127.0.0.1:0"],
+        dir.path(),
+    );
+    let health = wait_healthy(&format!("http://{listen}/api/v2/health"), Duration::from_secs(30));
+    assert_eq!(health["services"][0]["name"], "api");
+    assert!(data.join("admin.key").exists());
+    assert!(api.terminate(Duration::from_secs(5)).success());
+}
+
+#[test]
+fn serve_refuses_a_missing_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cli(dir.path(), &["serve", "--config", "missing.toml", "api"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+}

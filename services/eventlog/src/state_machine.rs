@@ -1,0 +1,525 @@
+//! The event state machine on sled: applies committed appends, answers reads, and builds and
+//! installs snapshots of its whole state.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::ops::Bound;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bulkhead_schema::messages::eventlog::{AppendOutcome, ExpectedVersion, RecordedEvent};
+use openraft::storage::RaftStateMachine;
+use openraft::{
+    BasicNode, Entry, EntryPayload, LogId, OptionalSend, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageError, StorageIOError, StoredMembership,
+};
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use crate::keyspace::{KeySpace, key_space};
+use crate::{AppendCommand, LogRequest, LogResponse, NodeId, StoreError, TypeConfig};
+
+key_space!(
+    /// Last applied log id and membership: openraft's bookkeeping, set from the snapshot meta on
+    /// install rather than carried in the snapshot data.
+    Applied, 0x10, () => AppliedState
+);
+key_space!(
+    /// The newest global sequence number (0 before the first event).
+    LastSeq, 0x11, () => u64
+);
+key_space!(
+    /// Stream name -> its version, i.e. its number of events.
+    StreamHeads, 0x12, &'k str => u64
+);
+key_space!(
+    /// (stream, version) -> global sequence number.
+    StreamIndex, 0x13, (&'k str, u64) => u64
+);
+key_space!(Events, 0x14, u64 => RecordedEvent);
+key_space!(
+    /// Idempotency key -> the outcome of the first append that used it.
+    Outcomes, 0x15, &'k str => AppendOutcome
+);
+key_space!(SnapshotMetaSpace, 0x16, () => SnapshotMeta<NodeId, BasicNode>);
+key_space!(SnapshotDataSpace, 0x17, () => ByteBuf);
+
+/// The key spaces a snapshot carries: the application's state, nothing of openraft's.
+const SNAPSHOT_SPACES: [u8; 5] = [
+    LastSeq::PREFIX,
+    StreamHeads::PREFIX,
+    StreamIndex::PREFIX,
+    Events::PREFIX,
+    Outcomes::PREFIX,
+];
+
+const SNAPSHOT_FORMAT: u32 = 1;
+
+/// Snapshot data: the raw sled entries of [`SNAPSHOT_SPACES`], keys with their prefix bytes.
+#[derive(Serialize, Deserialize)]
+struct SnapshotPayload {
+    format: u32,
+    entries: Vec<(ByteBuf, ByteBuf)>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AppliedState {
+    last_applied: Option<LogId<NodeId>>,
+    last_membership: StoredMembership<NodeId, BasicNode>,
+}
+
+/// The Raft state machine store. Owned by openraft once the node starts; keep an
+/// [`EventReader`] (from [`Self::reader`]) to read.
+pub struct StateMachineStore {
+    tree: sled::Tree,
+    // Cached because openraft asks for it often and only `apply` and `install_snapshot` change it.
+    applied: AppliedState,
+}
+
+impl StateMachineStore {
+    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+        let tree = db.open_tree("state_machine")?;
+        let applied = Applied::get(&tree, ())?.unwrap_or_default();
+        Ok(Self { tree, applied })
+    }
+
+    /// A cheap handle for reads, usable while openraft owns the store.
+    pub fn reader(&self) -> EventReader {
+        EventReader {
+            tree: self.tree.clone(),
+        }
+    }
+
+    fn dump(&self) -> Result<Vec<(ByteBuf, ByteBuf)>, StoreError> {
+        let mut entries = Vec::new();
+        for prefix in SNAPSHOT_SPACES {
+            for item in self.tree.scan_prefix([prefix]) {
+                let (key, value) = item?;
+                entries.push((ByteBuf::from(key.to_vec()), ByteBuf::from(value.to_vec())));
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Replaces the whole state with the snapshot's in one atomic batch.
+    fn replace_with(
+        &self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        data: Vec<u8>,
+    ) -> Result<AppliedState, StoreError> {
+        let payload: SnapshotPayload =
+            rmp_serde::from_slice(&data).map_err(|source| StoreError::Decode {
+                space: "snapshot",
+                source,
+            })?;
+        if payload.format != SNAPSHOT_FORMAT {
+            return Err(StoreError::SnapshotFormat {
+                found: payload.format,
+                supported: SNAPSHOT_FORMAT,
+            });
+        }
+        let mut batch = sled::Batch::default();
+        for prefix in SNAPSHOT_SPACES {
+            for key in self.tree.scan_prefix([prefix]).keys() {
+                batch.remove(key?);
+            }
+        }
+        for (key, value) in payload.entries {
+            match key.first() {
+                Some(prefix) if SNAPSHOT_SPACES.contains(prefix) => {
+                    batch.insert(key.into_vec(), value.into_vec())
+                }
+                other => {
+                    return Err(StoreError::ForeignSnapshotKey {
+                        prefix: other.copied().unwrap_or_default(),
+                    });
+                }
+            }
+        }
+        let applied = AppliedState {
+            last_applied: meta.last_log_id,
+            last_membership: meta.last_membership.clone(),
+        };
+        Applied::put(&mut batch, (), &applied)?;
+        SnapshotMetaSpace::put(&mut batch, (), meta)?;
+        SnapshotDataSpace::put(&mut batch, (), &ByteBuf::from(data))?;
+        self.tree.apply_batch(batch)?;
+        Ok(applied)
+    }
+
+    fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
+        let Some(meta) = SnapshotMetaSpace::get(&self.tree, ())? else {
+            return Ok(None);
+        };
+        let data = SnapshotDataSpace::get(&self.tree, ())?.unwrap_or_default();
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data.into_vec())),
+        }))
+    }
+}
+
+/// The writes of one `apply` call, gathered into one atomic batch. Later commands in the call
+/// must see what earlier ones did, so stream heads and outcomes written so far are kept here too.
+struct Pending<'t> {
+    tree: &'t sled::Tree,
+    batch: sled::Batch,
+    last_seq: u64,
+    heads: HashMap<String, u64>,
+    outcomes: HashMap<String, AppendOutcome>,
+}
+
+impl<'t> Pending<'t> {
+    fn begin(tree: &'t sled::Tree) -> Result<Self, StoreError> {
+        Ok(Self {
+            tree,
+            batch: sled::Batch::default(),
+            last_seq: LastSeq::get(tree, ())?.unwrap_or(0),
+            heads: HashMap::new(),
+            outcomes: HashMap::new(),
+        })
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        match self.heads.get(stream) {
+            Some(version) => Ok(*version),
+            None => Ok(StreamHeads::get(self.tree, stream)?.unwrap_or(0)),
+        }
+    }
+
+    fn outcome(&self, key: &str) -> Result<Option<AppendOutcome>, StoreError> {
+        match self.outcomes.get(key) {
+            Some(outcome) => Ok(Some(*outcome)),
+            None => Outcomes::get(self.tree, key),
+        }
+    }
+
+    /// Decides one append. Requests are not validated again here: applying must be
+    /// deterministic whatever limits the replicas run with, so anything committed is applied.
+    fn append(&mut self, command: AppendCommand) -> Result<AppendOutcome, StoreError> {
+        let AppendCommand {
+            request,
+            proposed_at_ms,
+        } = command;
+        if let Some(first) = self.outcome(&request.idempotency_key)? {
+            return Ok(first);
+        }
+        let current = self.stream_version(&request.stream)?;
+        let expected = match request.expected_version {
+            ExpectedVersion::Any => current,
+            ExpectedVersion::NoStream => 0,
+            ExpectedVersion::Exact(version) => version,
+        };
+        let outcome = if expected != current {
+            AppendOutcome::Conflict {
+                current_version: current,
+            }
+        } else {
+            let first_seq = self.last_seq + 1;
+            let mut version = current;
+            for event in request.events {
+                self.last_seq += 1;
+                version += 1;
+                StreamIndex::put(&mut self.batch, (&request.stream, version), &self.last_seq)?;
+                let recorded = RecordedEvent {
+                    seq: self.last_seq,
+                    stream: request.stream.clone(),
+                    stream_version: version,
+                    event_type: event.event_type,
+                    data: event.data,
+                    idempotency_key: request.idempotency_key.clone(),
+                    committed_at_ms: proposed_at_ms,
+                };
+                Events::put(&mut self.batch, self.last_seq, &recorded)?;
+            }
+            StreamHeads::put(&mut self.batch, &request.stream, &version)?;
+            self.heads.insert(request.stream, version);
+            AppendOutcome::Appended {
+                first_seq,
+                last_seq: self.last_seq,
+                stream_version: version,
+            }
+        };
+        // Conflicts are remembered too: a retry of the command gets the answer the lost reply
+        // carried, not a different one decided against a newer stream.
+        Outcomes::put(&mut self.batch, &request.idempotency_key, &outcome)?;
+        self.outcomes.insert(request.idempotency_key, outcome);
+        Ok(outcome)
+    }
+
+    fn commit(mut self, applied: &AppliedState) -> Result<(), StoreError> {
+        LastSeq::put(&mut self.batch, (), &self.last_seq)?;
+        Applied::put(&mut self.batch, (), applied)?;
+        Ok(self.tree.apply_batch(self.batch)?)
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, StoredMembership<NodeId, BasicNode>), StorageError<NodeId>>
+    {
+        Ok((
+            self.applied.last_applied,
+            self.applied.last_membership.clone(),
+        ))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<LogResponse>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut pending =
+            Pending::begin(&self.tree).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let mut applied = self.applied.clone();
+        let mut responses = Vec::new();
+        for entry in entries {
+            let response = match entry.payload {
+                EntryPayload::Blank => LogResponse::default(),
+                EntryPayload::Normal(LogRequest { commands }) => LogResponse {
+                    outcomes: commands
+                        .into_iter()
+                        .map(|command| pending.append(command))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| StorageIOError::apply(entry.log_id, &e))?,
+                },
+                EntryPayload::Membership(membership) => {
+                    applied.last_membership = StoredMembership::new(Some(entry.log_id), membership);
+                    LogResponse::default()
+                }
+            };
+            applied.last_applied = Some(entry.log_id);
+            responses.push(response);
+        }
+        pending
+            .commit(&applied)
+            .map_err(|e| StorageIOError::write_state_machine(&e))?;
+        self.applied = applied;
+        Ok(responses)
+    }
+
+    // The copy is taken here, on the state machine's task, because sled has no point-in-time
+    // view and openraft keeps applying while the builder runs on another task.
+    async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        SnapshotBuilder {
+            tree: self.tree.clone(),
+            applied: self.applied.clone(),
+            entries: self.dump(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<NodeId, BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let applied = self
+            .replace_with(meta, snapshot.into_inner())
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.tree
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        self.applied = applied;
+        tracing::info!(snapshot = %meta, "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        self.current_snapshot()
+            .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+    }
+}
+
+/// Builds a snapshot from the copy of the state taken when it was created.
+pub struct SnapshotBuilder {
+    tree: sled::Tree,
+    applied: AppliedState,
+    // `get_snapshot_builder` cannot fail, so a failed copy is reported by `build_snapshot`.
+    entries: Result<Vec<(ByteBuf, ByteBuf)>, StoreError>,
+}
+
+impl SnapshotBuilder {
+    fn build(&mut self, meta: &SnapshotMeta<NodeId, BasicNode>) -> Result<Vec<u8>, StoreError> {
+        let entries = std::mem::replace(&mut self.entries, Ok(Vec::new()))?;
+        let data = rmp_serde::to_vec_named(&SnapshotPayload {
+            format: SNAPSHOT_FORMAT,
+            entries,
+        })
+        .map_err(|source| StoreError::Encode {
+            space: "snapshot",
+            source,
+        })?;
+        // IVecs, so that a retried transaction clones a pointer rather than the snapshot.
+        let meta_bytes = sled::IVec::from(SnapshotMetaSpace::encode(meta)?);
+        let data_bytes = sled::IVec::from(
+            rmp_serde::to_vec_named(serde_bytes::Bytes::new(&data)).map_err(|source| {
+                StoreError::Encode {
+                    space: SnapshotDataSpace::NAME,
+                    source,
+                }
+            })?,
+        );
+        // An install may have landed while this one was being built: never replace a newer
+        // snapshot with an older one.
+        self.tree
+            .transaction(|tx| {
+                let newer = match tx.get(SnapshotMetaSpace::key(()))? {
+                    Some(bytes) => {
+                        SnapshotMetaSpace::decode(&bytes)
+                            .map_err(sled::transaction::ConflictableTransactionError::Abort)?
+                            .last_log_id
+                            > meta.last_log_id
+                    }
+                    None => false,
+                };
+                if !newer {
+                    tx.insert(SnapshotMetaSpace::key(()), meta_bytes.clone())?;
+                    tx.insert(SnapshotDataSpace::key(()), data_bytes.clone())?;
+                }
+                Ok(())
+            })
+            .map_err(|e| match e {
+                sled::transaction::TransactionError::Abort(e) => e,
+                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+            })?;
+        Ok(data)
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let last = self.applied.last_applied;
+        let built_at_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        let snapshot_id = match last {
+            Some(log_id) => format!("{}-{}-{built_at_ms}", log_id.leader_id, log_id.index),
+            None => format!("empty-{built_at_ms}"),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last,
+            last_membership: self.applied.last_membership.clone(),
+            snapshot_id,
+        };
+        let data = self
+            .build(&meta)
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        // Durable before openraft purges the log the snapshot stands for: this also flushes the
+        // state machine, which `apply` leaves to sled's background flush.
+        self.tree
+            .flush_async()
+            .await
+            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        tracing::info!(snapshot = %meta, bytes = data.len(), "built snapshot");
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+/// Reads the applied state; cheap to clone. Reads see whatever is applied on this replica: for
+/// a linearizable read, call `raft.ensure_linearizable()` first.
+#[derive(Clone)]
+pub struct EventReader {
+    tree: sled::Tree,
+}
+
+impl EventReader {
+    /// Up to `limit` events in global order, from sequence number `from_seq` on.
+    pub fn read(&self, from_seq: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        Events::values(&self.tree, Bound::Included(from_seq), Bound::Unbounded)
+            .take(limit)
+            .collect()
+    }
+
+    /// Up to `limit` events of `stream`, from its version `from_version` on.
+    pub fn read_stream(
+        &self,
+        stream: &str,
+        from_version: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        StreamIndex::values(
+            &self.tree,
+            Bound::Included((stream, from_version)),
+            Bound::Included((stream, u64::MAX)),
+        )
+        .take(limit)
+        .map(|seq| {
+            let seq = seq?;
+            Events::get(&self.tree, seq)?.ok_or_else(|| StoreError::DanglingStreamIndex {
+                stream: stream.into(),
+                seq,
+            })
+        })
+        .collect()
+    }
+
+    /// The stream's version: its number of events, 0 if it has none.
+    pub fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
+        Ok(StreamHeads::get(&self.tree, stream)?.unwrap_or(0))
+    }
+
+    /// The newest global sequence number, 0 before the first event.
+    pub fn last_seq(&self) -> Result<u64, StoreError> {
+        Ok(LastSeq::get(&self.tree, ())?.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn install(sm: &mut StateMachineStore, payload: &SnapshotPayload) -> Result<(), String> {
+        let data = rmp_serde::to_vec_named(payload).unwrap();
+        let meta = SnapshotMeta::default();
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(sm.install_snapshot(&meta, Box::new(Cursor::new(data))))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_snapshot_with_a_foreign_key_or_format_is_refused_and_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (_log, mut sm) = crate::open_stores(dir.path()).unwrap();
+        let mut batch = sled::Batch::default();
+        LastSeq::put(&mut batch, (), &7).unwrap();
+        sm.tree.apply_batch(batch).unwrap();
+
+        let entry = |key: Vec<u8>| {
+            (
+                ByteBuf::from(key),
+                ByteBuf::from(rmp_serde::to_vec_named(&1u64).unwrap()),
+            )
+        };
+        let foreign = SnapshotPayload {
+            format: SNAPSHOT_FORMAT,
+            entries: vec![entry(LastSeq::key(())), entry(Applied::key(()))],
+        };
+        let err = install(&mut sm, &foreign).unwrap_err();
+        assert!(err.contains("prefix 0x10"), "{err}");
+
+        let future = SnapshotPayload {
+            format: SNAPSHOT_FORMAT + 1,
+            entries: vec![],
+        };
+        let err = install(&mut sm, &future).unwrap_err();
+        assert!(err.contains("snapshot format 2"), "{err}");
+
+        assert_eq!(sm.reader().last_seq().unwrap(), 7);
+    }
+}
