@@ -1,6 +1,7 @@
 use crate::messages::eventlog::{
-    AppendOutcome, AppendReply, AppendRequest, CommittedEvents, ExpectedVersion, NewEvent,
-    ReadReply, ReadRequest, ReadStreamRequest, RecordedEvent,
+    AppendOutcome, AppendReply, AppendRequest, CommittedEvents, ExpectedVersion, LogMember,
+    LogStatus, MembershipReply, MembershipRequest, NewEvent, RaftRole, ReadReply, ReadRequest,
+    ReadStreamRequest, RecordedEvent, ReplicationProgress, RequestRejected, StatusRequest,
 };
 use crate::messages::health::{ServiceHeartbeat, ServiceState};
 use crate::{DecodeError, Envelope, WireMessage};
@@ -87,6 +88,40 @@ wire_messages! {
     ReadStreamRequest => ReadStreamRequest { stream: "cluster/7".into(), from_version: 1, limit: 500 },
     ReadReply => ReadReply::Events { events: vec![example_recorded_event()], last_seq: 57 },
     CommittedEvents => CommittedEvents { events: vec![example_recorded_event()] },
+    StatusRequest => StatusRequest {},
+    LogStatus => LogStatus {
+        node_id: 1,
+        role: RaftRole::Leader,
+        leader: Some(1),
+        term: 3,
+        last_log_index: Some(120),
+        commit_index: Some(120),
+        last_applied: Some(120),
+        snapshot_index: Some(100),
+        purged_index: Some(90),
+        last_seq: 57,
+        voters: example_members(),
+        learners: vec![],
+        replication: vec![
+            ReplicationProgress { node_id: 2, matched_index: Some(120), lag: 0 },
+            ReplicationProgress { node_id: 3, matched_index: Some(118), lag: 2 },
+        ],
+    },
+    MembershipRequest => MembershipRequest::AddLearner { node_id: 4, addr: "10.0.0.4:7000".into() },
+    MembershipReply => MembershipReply::Changed { voters: example_members(), learners: vec![LogMember { node_id: 4, addr: "10.0.0.4:7000".into() }] },
+    RequestRejected => RequestRejected {
+        kind: "wrong_type".into(),
+        reason: "expected a eventlog.AppendRequest message, got eventlog.ReadRequest".into(),
+    },
+}
+
+fn example_members() -> Vec<LogMember> {
+    (1..=3)
+        .map(|node_id| LogMember {
+            node_id,
+            addr: format!("10.0.0.{node_id}:7000"),
+        })
+        .collect()
 }
 
 fn example_recorded_event() -> RecordedEvent {

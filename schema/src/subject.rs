@@ -40,6 +40,55 @@ impl Subject {
         Self::join(&["health", "heartbeat"])
     }
 
+    /// Appends to the event log: `eventlog.AppendRequest` -> `eventlog.AppendReply`. Every
+    /// replica serves the `eventlog.*` requests in queue group `eventlog` and hands writes and
+    /// reads to the leader.
+    pub fn eventlog_append() -> Self {
+        Self::join(&["eventlog", "append"])
+    }
+
+    /// Linearizable reads in global order: `eventlog.ReadRequest` -> `eventlog.ReadReply`.
+    pub fn eventlog_read() -> Self {
+        Self::join(&["eventlog", "read"])
+    }
+
+    /// Linearizable reads of one stream: `eventlog.ReadStreamRequest` -> `eventlog.ReadReply`.
+    pub fn eventlog_read_stream() -> Self {
+        Self::join(&["eventlog", "read_stream"])
+    }
+
+    /// The log's status as the leader sees it: `eventlog.StatusRequest` -> `eventlog.LogStatus`.
+    pub fn eventlog_status() -> Self {
+        Self::join(&["eventlog", "status"])
+    }
+
+    /// Membership changes: `eventlog.MembershipRequest` -> `eventlog.MembershipReply`.
+    pub fn eventlog_membership() -> Self {
+        Self::join(&["eventlog", "membership"])
+    }
+
+    /// Committed events, published by the leader in log order as `eventlog.CommittedEvents`.
+    pub fn eventlog_committed() -> Self {
+        Self::join(&["eventlog", "committed"])
+    }
+
+    /// An append taken by replica `node_id` only (it hands it to the leader it knows), for
+    /// tools and tests that must address one replica.
+    pub fn eventlog_node_append(node_id: u64) -> Self {
+        Self::join(&["eventlog", "node", &node_id.to_string(), "append"])
+    }
+
+    /// A read of replica `node_id`'s own applied events, not linearizable: for comparing
+    /// replicas and for diagnosis. `eventlog.ReadRequest` -> `eventlog.ReadReply`.
+    pub fn eventlog_node_read(node_id: u64) -> Self {
+        Self::join(&["eventlog", "node", &node_id.to_string(), "read"])
+    }
+
+    /// Replica `node_id`'s own view: `eventlog.StatusRequest` -> `eventlog.LogStatus`.
+    pub fn eventlog_node_status(node_id: u64) -> Self {
+        Self::join(&["eventlog", "node", &node_id.to_string(), "status"])
+    }
+
     /// A private reply subject (NATS's `_INBOX.` convention) for one request.
     pub fn inbox(token: &str) -> Self {
         let subject = format!("_INBOX.{token}");
@@ -117,6 +166,39 @@ mod tests {
         assert_eq!(
             Subject::scratch(&["a", "b"]).as_str(),
             "bulkhead.scratch.a.b"
+        );
+        assert_eq!(
+            Subject::eventlog_append().as_str(),
+            "bulkhead.eventlog.append"
+        );
+        assert_eq!(Subject::eventlog_read().as_str(), "bulkhead.eventlog.read");
+        assert_eq!(
+            Subject::eventlog_read_stream().as_str(),
+            "bulkhead.eventlog.read_stream"
+        );
+        assert_eq!(
+            Subject::eventlog_status().as_str(),
+            "bulkhead.eventlog.status"
+        );
+        assert_eq!(
+            Subject::eventlog_membership().as_str(),
+            "bulkhead.eventlog.membership"
+        );
+        assert_eq!(
+            Subject::eventlog_committed().as_str(),
+            "bulkhead.eventlog.committed"
+        );
+        assert_eq!(
+            Subject::eventlog_node_append(2).as_str(),
+            "bulkhead.eventlog.node.2.append"
+        );
+        assert_eq!(
+            Subject::eventlog_node_read(2).as_str(),
+            "bulkhead.eventlog.node.2.read"
+        );
+        assert_eq!(
+            Subject::eventlog_node_status(3).as_str(),
+            "bulkhead.eventlog.node.3.status"
         );
     }
 

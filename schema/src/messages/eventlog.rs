@@ -167,3 +167,127 @@ impl WireMessage for CommittedEvents {
     const TYPE: &'static str = "eventlog.CommittedEvents";
     const VERSION: u16 = 1;
 }
+
+/// Asks for the log's status. On `bulkhead.eventlog.status` any replica takes it and answers
+/// with the leader's view (its own when no leader is reachable); on
+/// `bulkhead.eventlog.node.<id>.status` replica `<id>` answers with its own view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct StatusRequest {}
+
+/// What a replica is doing in the Raft cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RaftRole {
+    Leader,
+    Follower,
+    Candidate,
+    /// Receives the log but does not vote (new replicas, before they are promoted).
+    Learner,
+    ShuttingDown,
+}
+
+/// A replica in the log's membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LogMember {
+    pub node_id: u64,
+    /// Where the other replicas reach its Raft listener (`host:port`).
+    pub addr: String,
+}
+
+/// How far the leader has replicated its log to one other replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ReplicationProgress {
+    pub node_id: u64,
+    /// The last log index the replica is known to hold, if any.
+    pub matched_index: Option<u64>,
+    /// Log entries the replica is behind the leader's last log index.
+    pub lag: u64,
+}
+
+/// One replica's view of the log, the answer to a [`StatusRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LogStatus {
+    /// The replica that answered.
+    pub node_id: u64,
+    pub role: RaftRole,
+    /// The leader this replica knows of.
+    pub leader: Option<u64>,
+    pub term: u64,
+    /// Raft log indexes (entries, not events: one entry holds a batch of appends).
+    pub last_log_index: Option<u64>,
+    pub commit_index: Option<u64>,
+    pub last_applied: Option<u64>,
+    /// The last log index covered by this replica's snapshot.
+    pub snapshot_index: Option<u64>,
+    /// The last log index removed from this replica's log (covered by the snapshot).
+    pub purged_index: Option<u64>,
+    /// The newest event sequence number this replica has applied.
+    pub last_seq: u64,
+    pub voters: Vec<LogMember>,
+    pub learners: Vec<LogMember>,
+    /// Replication to every other member; filled in by the leader only.
+    pub replication: Vec<ReplicationProgress>,
+}
+
+/// Changes the log's membership, one step at a time: a new replica joins as a learner, catches
+/// up, then is promoted to voter. Any replica takes it and hands it to the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipRequest {
+    /// Adds a replica that receives the log without voting.
+    AddLearner { node_id: u64, addr: String },
+    /// Makes a learner a voter.
+    Promote { node_id: u64 },
+    /// Removes a voter or a learner.
+    Remove { node_id: u64 },
+}
+
+/// The answer to a [`MembershipRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MembershipReply {
+    /// The change is committed; the membership is now this.
+    Changed {
+        voters: Vec<LogMember>,
+        learners: Vec<LogMember>,
+    },
+    /// The change is not possible (unknown replica, no voter left...); nothing changed.
+    Rejected { kind: String, reason: String },
+    /// The log could not decide now (no leader, another change in progress); retry.
+    Unavailable { reason: String },
+}
+
+/// The answer to any event log request that could not be read: undecodable, of the wrong type
+/// for its subject, of a newer version, or too large. Nothing was done.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct RequestRejected {
+    /// A stable label, e.g. `malformed_envelope` or `wrong_type`.
+    pub kind: String,
+    /// What was wrong, for people.
+    pub reason: String,
+}
+
+impl WireMessage for StatusRequest {
+    const TYPE: &'static str = "eventlog.StatusRequest";
+    const VERSION: u16 = 1;
+}
+
+impl WireMessage for LogStatus {
+    const TYPE: &'static str = "eventlog.LogStatus";
+    const VERSION: u16 = 1;
+}
+
+impl WireMessage for MembershipRequest {
+    const TYPE: &'static str = "eventlog.MembershipRequest";
+    const VERSION: u16 = 1;
+}
+
+impl WireMessage for MembershipReply {
+    const TYPE: &'static str = "eventlog.MembershipReply";
+    const VERSION: u16 = 1;
+}
+
+impl WireMessage for RequestRejected {
+    const TYPE: &'static str = "eventlog.RequestRejected";
+    const VERSION: u16 = 1;
+}

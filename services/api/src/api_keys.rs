@@ -1,7 +1,7 @@
 //! The API keys area, under `/orgs/{org_id}`.
 
-use axum::extract::{Extension, Path};
 use axum::Json;
+use axum::extract::{Extension, Path};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
@@ -31,6 +31,12 @@ pub(crate) fn routes() -> ApiRouter {
     params(OrgScope),
     responses((status = OK, description = "The key the request authenticated with", body = ApiKeyRef))
 )]
-async fn whoami(Path(scope): Path<OrgScope>, Extension(Caller(key)): Extension<Caller>) -> Json<ApiKeyRef> {
-    Json(ApiKeyRef { href: scope.href("api_keys", &key.id), name: key.name })
+async fn whoami(
+    Path(scope): Path<OrgScope>,
+    Extension(Caller(key)): Extension<Caller>,
+) -> Json<ApiKeyRef> {
+    Json(ApiKeyRef {
+        href: scope.href("api_keys", &key.id),
+        name: key.name,
+    })
 }

@@ -47,7 +47,10 @@ impl Refusal {
 impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         let mut response = HttpError::new(StatusCode::UNAUTHORIZED, self.message()).into_response();
-        response.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static(r#"Bearer realm="bulkhead""#));
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="bulkhead""#),
+        );
         response
     }
 }
@@ -69,20 +72,30 @@ fn presented_key(headers: &HeaderMap) -> Result<String, Refusal> {
     } else {
         return Err(Refusal::Malformed);
     };
-    if key.is_empty() { Err(Refusal::Malformed) } else { Ok(key) }
+    if key.is_empty() {
+        Err(Refusal::Malformed)
+    } else {
+        Ok(key)
+    }
 }
 
 /// Lets a request through only with a valid API key, and tells the handler whose it is.
-pub(crate) async fn require_api_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let verdict =
-        presented_key(request.headers()).and_then(|key| state.keys.verify(&key).cloned().ok_or(Refusal::Wrong));
+pub(crate) async fn require_api_key(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let verdict = presented_key(request.headers())
+        .and_then(|key| state.keys.verify(&key).cloned().ok_or(Refusal::Wrong));
     match verdict {
         Ok(key) => {
             request.extensions_mut().insert(Caller(key));
             next.run(request).await
         }
         Err(refusal) => {
-            metrics::AUTH_FAILURES.with_label_values(&[refusal.reason()]).inc();
+            metrics::AUTH_FAILURES
+                .with_label_values(&[refusal.reason()])
+                .inc();
             tracing::warn!(
                 reason = refusal.reason(),
                 method = %request.method(),
@@ -114,17 +127,31 @@ mod tests {
         assert_eq!(parse("bearer  bhk_1 "), Ok("bhk_1".into()));
         assert_eq!(parse(&basic("key-id:bhk_1")), Ok("bhk_1".into()));
         assert_eq!(parse(&basic(":bhk_1")), Ok("bhk_1".into()));
-        assert_eq!(parse(&basic("user:pass:with:colons")), Ok("pass:with:colons".into()));
+        assert_eq!(
+            parse(&basic("user:pass:with:colons")),
+            Ok("pass:with:colons".into())
+        );
     }
 
     #[test]
     fn anything_else_is_missing_or_malformed() {
         assert_eq!(presented_key(&HeaderMap::new()), Err(Refusal::Missing));
-        for bad in ["Bearer", "Bearer ", "Token bhk_1", "bhk_1", "Basic !!!", &basic("no-colon"), &basic("user:")] {
+        for bad in [
+            "Bearer",
+            "Bearer ",
+            "Token bhk_1",
+            "bhk_1",
+            "Basic !!!",
+            &basic("no-colon"),
+            &basic("user:"),
+        ] {
             assert_eq!(parse(bad), Err(Refusal::Malformed), "{bad}");
         }
         let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_bytes(b"Bearer \xff").unwrap());
+        headers.insert(
+            AUTHORIZATION,
+            HeaderValue::from_bytes(b"Bearer \xff").unwrap(),
+        );
         assert_eq!(presented_key(&headers), Err(Refusal::Malformed));
     }
 }

@@ -18,7 +18,10 @@ use crate::keys::KeyStoreError;
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Keys(#[from] KeyStoreError),
     #[error("cannot subscribe to service heartbeats: {0}")]
@@ -56,7 +59,10 @@ pub(crate) struct Shaped;
 
 impl HttpError {
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        HttpError { status, message: message.into() }
+        HttpError {
+            status,
+            message: message.into(),
+        }
     }
 }
 
@@ -66,7 +72,13 @@ fn code_for(status: StatusCode) -> String {
     match status.canonical_reason() {
         Some(reason) => reason
             .chars()
-            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
             .collect(),
         None => format!("http_{}", status.as_u16()),
     }
@@ -74,7 +86,12 @@ fn code_for(status: StatusCode) -> String {
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: ErrorDetail { code: code_for(self.status), message: self.message } };
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code_for(self.status),
+                message: self.message,
+            },
+        };
         let mut response = (self.status, Json(body)).into_response();
         response.extensions_mut().insert(Shaped);
         response
@@ -93,7 +110,9 @@ pub(crate) async fn normalize(request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let response = next.run(request).await;
     let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) || response.extensions().get::<Shaped>().is_some() {
+    if !(status.is_client_error() || status.is_server_error())
+        || response.extensions().get::<Shaped>().is_some()
+    {
         return response;
     }
     let (parts, body) = response.into_parts();

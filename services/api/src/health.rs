@@ -26,14 +26,14 @@ const SILENCE: Duration = HEARTBEAT_INTERVAL.saturating_mul(3);
 /// What `GET /api/v2/health` answers, with 200 when `status` is `healthy` and 503 otherwise.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct HealthReport {
-    pub(crate) status: Status,
+    pub(crate) status: HealthStatus,
     /// Every expected service, and any other heard from recently, by name.
     pub(crate) services: Vec<ServiceReport>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub(crate) enum Status {
+pub(crate) enum HealthStatus {
     /// Every service is healthy.
     Healthy,
     Unhealthy,
@@ -82,7 +82,11 @@ pub(crate) struct HealthBoard {
 
 impl HealthBoard {
     pub(crate) fn new(expected: Vec<String>, now: Instant) -> Self {
-        HealthBoard { expected, instances: BTreeMap::new(), pruned_at: now }
+        HealthBoard {
+            expected,
+            instances: BTreeMap::new(),
+            pruned_at: now,
+        }
     }
 
     pub(crate) fn observe(&mut self, heartbeat: ServiceHeartbeat, at: Instant) {
@@ -95,14 +99,18 @@ impl HealthBoard {
         // Forget instances that vanished without saying so; not on every heartbeat, as
         // thousands of instances send one each interval.
         if at.saturating_duration_since(self.pruned_at) >= SILENCE {
-            self.instances.retain(|_, (_, seen)| at.saturating_duration_since(*seen) <= SILENCE);
+            self.instances
+                .retain(|_, (_, seen)| at.saturating_duration_since(*seen) <= SILENCE);
             self.pruned_at = at;
         }
     }
 
     pub(crate) fn report(&self, now: Instant) -> HealthReport {
-        let mut services: BTreeMap<&str, Vec<InstanceReport>> =
-            self.expected.iter().map(|name| (name.as_str(), Vec::new())).collect();
+        let mut services: BTreeMap<&str, Vec<InstanceReport>> = self
+            .expected
+            .iter()
+            .map(|name| (name.as_str(), Vec::new()))
+            .collect();
         for ((service, instance), (heartbeat, seen)) in &self.instances {
             let silent_for = now.saturating_duration_since(*seen);
             if silent_for > SILENCE {
@@ -126,27 +134,37 @@ impl HealthBoard {
                 } else {
                     ServiceStatus::Unhealthy
                 };
-                ServiceReport { name: name.to_owned(), state, instances }
+                ServiceReport {
+                    name: name.to_owned(),
+                    state,
+                    instances,
+                }
             })
             .collect();
         let status = if services.iter().all(|s| s.state == ServiceStatus::Healthy) {
-            Status::Healthy
+            HealthStatus::Healthy
         } else {
-            Status::Unhealthy
+            HealthStatus::Unhealthy
         };
         HealthReport { status, services }
     }
 }
 
 /// Feeds the board every heartbeat until `stop`.
-pub(crate) async fn watch(mut heartbeats: TypedSubscription<ServiceHeartbeat>, state: AppState, stop: CancellationToken) {
+pub(crate) async fn watch(
+    mut heartbeats: TypedSubscription<ServiceHeartbeat>,
+    state: AppState,
+    stop: CancellationToken,
+) {
     loop {
         let received = tokio::select! {
             () = stop.cancelled() => return,
             received = heartbeats.next() => received,
         };
         let Some(received) = received else {
-            tracing::warn!("the heartbeat subscription ended: services will be reported unreachable");
+            tracing::warn!(
+                "the heartbeat subscription ended: services will be reported unreachable"
+            );
             return;
         };
         state.board().observe(received.message, Instant::now());
@@ -169,8 +187,8 @@ pub(crate) async fn watch(mut heartbeats: TypedSubscription<ServiceHeartbeat>, s
 pub(crate) async fn get_health(State(state): State<AppState>) -> Response {
     let report = state.board().report(Instant::now());
     let status = match report.status {
-        Status::Healthy => StatusCode::OK,
-        Status::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
+        HealthStatus::Healthy => StatusCode::OK,
+        HealthStatus::Unhealthy => StatusCode::SERVICE_UNAVAILABLE,
     };
     let mut response = (status, Json(report)).into_response();
     response.extensions_mut().insert(Shaped);
@@ -193,7 +211,11 @@ mod tests {
     }
 
     fn states(report: &HealthReport) -> Vec<(&str, ServiceStatus, usize)> {
-        report.services.iter().map(|s| (s.name.as_str(), s.state, s.instances.len())).collect()
+        report
+            .services
+            .iter()
+            .map(|s| (s.name.as_str(), s.state, s.instances.len()))
+            .collect()
     }
 
     #[test]
@@ -201,10 +223,13 @@ mod tests {
         let t0 = Instant::now();
         let board = HealthBoard::new(vec!["eventlog".into(), "api".into()], t0);
         let report = board.report(t0);
-        assert_eq!(report.status, Status::Unhealthy);
+        assert_eq!(report.status, HealthStatus::Unhealthy);
         assert_eq!(
             states(&report),
-            [("api", ServiceStatus::Unreachable, 0), ("eventlog", ServiceStatus::Unreachable, 0)]
+            [
+                ("api", ServiceStatus::Unreachable, 0),
+                ("eventlog", ServiceStatus::Unreachable, 0)
+            ]
         );
     }
 
@@ -213,10 +238,13 @@ mod tests {
         let t0 = Instant::now();
         let mut board = HealthBoard::new(vec!["eventlog".into()], t0);
         board.observe(mk_heartbeat("eventlog", "a", ServiceState::Starting), t0);
-        assert_eq!(states(&board.report(t0)), [("eventlog", ServiceStatus::Unhealthy, 1)]);
+        assert_eq!(
+            states(&board.report(t0)),
+            [("eventlog", ServiceStatus::Unhealthy, 1)]
+        );
         board.observe(mk_heartbeat("eventlog", "b", ServiceState::Ready), t0);
         let report = board.report(t0);
-        assert_eq!(report.status, Status::Healthy);
+        assert_eq!(report.status, HealthStatus::Healthy);
         assert_eq!(states(&report), [("eventlog", ServiceStatus::Healthy, 2)]);
     }
 
@@ -228,7 +256,7 @@ mod tests {
         degraded.detail = Some("no leader".into());
         board.observe(degraded, t0);
         let report = board.report(t0 + Duration::from_millis(1500));
-        assert_eq!(report.status, Status::Unhealthy);
+        assert_eq!(report.status, HealthStatus::Unhealthy);
         let instance = &report.services[0].instances[0];
         assert_eq!(instance.detail.as_deref(), Some("no leader"));
         assert_eq!(instance.last_seen_ms_ago, 1500);
@@ -239,8 +267,14 @@ mod tests {
         let t0 = Instant::now();
         let mut board = HealthBoard::new(Vec::new(), t0);
         board.observe(mk_heartbeat("labeling", "a", ServiceState::Ready), t0);
-        assert_eq!(states(&board.report(t0)), [("labeling", ServiceStatus::Healthy, 1)]);
-        assert_eq!(states(&board.report(t0 + SILENCE + Duration::from_millis(1))), []);
+        assert_eq!(
+            states(&board.report(t0)),
+            [("labeling", ServiceStatus::Healthy, 1)]
+        );
+        assert_eq!(
+            states(&board.report(t0 + SILENCE + Duration::from_millis(1))),
+            []
+        );
     }
 
     #[test]
@@ -248,9 +282,12 @@ mod tests {
         let t0 = Instant::now();
         let mut board = HealthBoard::new(vec!["eventlog".into()], t0);
         board.observe(mk_heartbeat("eventlog", "a", ServiceState::Ready), t0);
-        assert_eq!(board.report(t0 + SILENCE).status, Status::Healthy);
+        assert_eq!(board.report(t0 + SILENCE).status, HealthStatus::Healthy);
         let later = t0 + SILENCE + Duration::from_millis(1);
-        assert_eq!(states(&board.report(later)), [("eventlog", ServiceStatus::Unreachable, 0)]);
+        assert_eq!(
+            states(&board.report(later)),
+            [("eventlog", ServiceStatus::Unreachable, 0)]
+        );
         // and are forgotten, not just hidden
         board.observe(mk_heartbeat("eventlog", "b", ServiceState::Ready), later);
         assert_eq!(board.instances.len(), 1);
@@ -266,6 +303,9 @@ mod tests {
         let report = board.report(t0);
         assert_eq!(report.services[0].instances[0].instance, "b");
         board.observe(mk_heartbeat("eventlog", "b", ServiceState::Stopping), t0);
-        assert_eq!(states(&board.report(t0)), [("eventlog", ServiceStatus::Unreachable, 0)]);
+        assert_eq!(
+            states(&board.report(t0)),
+            [("eventlog", ServiceStatus::Unreachable, 0)]
+        );
     }
 }

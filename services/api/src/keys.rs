@@ -22,16 +22,27 @@ const KEY_PREFIX: &str = "bhk_";
 #[derive(Debug, thiserror::Error)]
 pub enum KeyStoreError {
     #[error("cannot {action} {path}: {source}")]
-    Io { action: &'static str, path: PathBuf, source: io::Error },
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
     #[error("{path} is not a valid API key file: {source}")]
-    Corrupt { path: PathBuf, source: serde_json::Error },
+    Corrupt {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error("{path} does not hold a Bulkhead API key (expected `{KEY_PREFIX}...`)")]
     NotAKey { path: PathBuf },
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> KeyStoreError {
     let path = path.to_owned();
-    move |source| KeyStoreError::Io { action, path, source }
+    move |source| KeyStoreError::Io {
+        action,
+        path,
+        source,
+    }
 }
 
 /// One API key, as stored: never its plaintext.
@@ -73,8 +84,11 @@ impl KeyStore {
         let keys_path = data_dir.join(KEYS_FILE);
         match fs::read(&keys_path) {
             Ok(bytes) => {
-                let store = serde_json::from_slice(&bytes)
-                    .map_err(|source| KeyStoreError::Corrupt { path: keys_path, source })?;
+                let store =
+                    serde_json::from_slice(&bytes).map_err(|source| KeyStoreError::Corrupt {
+                        path: keys_path,
+                        source,
+                    })?;
                 return Ok((store, None));
             }
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}
@@ -85,10 +99,14 @@ impl KeyStore {
             Ok(plaintext) => (plaintext, true),
             // A first start that wrote admin.key but died before saving its hash: adopt the key
             // rather than overwrite a file the operator may already have copied.
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => (read_admin_key(&admin_path)?, false),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
+                (read_admin_key(&admin_path)?, false)
+            }
             Err(error) => return Err(io_error("create", &admin_path)(error)),
         };
-        let store = KeyStore { keys: vec![KeyRecord::new("admin", &plaintext)] };
+        let store = KeyStore {
+            keys: vec![KeyRecord::new("admin", &plaintext)],
+        };
         store.save(&keys_path)?;
         Ok((store, created.then_some(plaintext)))
     }
@@ -115,14 +133,24 @@ impl KeyStore {
     /// so response times tell nothing about how close a guess was.
     pub(crate) fn verify(&self, presented: &str) -> Option<&KeyRecord> {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        self.keys.iter().fold(None, |found, key| if bool::from(key.sha256.ct_eq(&digest)) { Some(key) } else { found })
+        self.keys.iter().fold(None, |found, key| {
+            if bool::from(key.sha256.ct_eq(&digest)) {
+                Some(key)
+            } else {
+                found
+            }
+        })
     }
 }
 
 /// Creates `path` (never overwriting it) with a new random key, readable by the owner only.
 fn create_admin_key(path: &Path) -> io::Result<String> {
     let plaintext = format!("{KEY_PREFIX}{}", hex::encode(rand::random::<[u8; 32]>()));
-    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(format!("{plaintext}\n").as_bytes())?;
     file.sync_all()?;
     Ok(plaintext)
@@ -134,7 +162,9 @@ fn read_admin_key(path: &Path) -> Result<String, KeyStoreError> {
     if key.len() > KEY_PREFIX.len() && key.starts_with(KEY_PREFIX) {
         Ok(key.to_owned())
     } else {
-        Err(KeyStoreError::NotAKey { path: path.to_owned() })
+        Err(KeyStoreError::NotAKey {
+            path: path.to_owned(),
+        })
     }
 }
 
@@ -155,12 +185,20 @@ mod tests {
         let (store, key) = KeyStore::open(&data_dir).unwrap();
         let key = key.expect("first start returns the new key");
         assert!(key.starts_with(KEY_PREFIX));
-        assert_eq!(fs::read_to_string(data_dir.join(ADMIN_KEY_FILE)).unwrap().trim(), key);
+        assert_eq!(
+            fs::read_to_string(data_dir.join(ADMIN_KEY_FILE))
+                .unwrap()
+                .trim(),
+            key
+        );
         assert_eq!(mode(&data_dir.join(ADMIN_KEY_FILE)), 0o600);
         assert_eq!(mode(&data_dir.join(KEYS_FILE)), 0o600);
         assert_eq!(mode(&data_dir), 0o700);
         let stored = fs::read_to_string(data_dir.join(KEYS_FILE)).unwrap();
-        assert!(!stored.contains(&key[KEY_PREFIX.len()..]), "plaintext in {stored}");
+        assert!(
+            !stored.contains(&key[KEY_PREFIX.len()..]),
+            "plaintext in {stored}"
+        );
         assert!(stored.contains(&hex::encode(Sha256::digest(key.as_bytes()))));
         assert_eq!(store.verify(&key).unwrap().name, "admin");
     }
@@ -174,7 +212,10 @@ mod tests {
         let (second, again) = KeyStore::open(dir.path()).unwrap();
         assert_eq!(again, None);
         assert_eq!(fs::read(dir.path().join(ADMIN_KEY_FILE)).unwrap(), key_file);
-        assert_eq!(second.verify(&key).unwrap().id, first.verify(&key).unwrap().id);
+        assert_eq!(
+            second.verify(&key).unwrap().id,
+            first.verify(&key).unwrap().id
+        );
     }
 
     #[test]
@@ -196,16 +237,27 @@ mod tests {
         let (store, key) = KeyStore::open(dir.path()).unwrap();
         assert_eq!(key, None, "the key was not made by this start");
         assert!(store.verify(&leftover).is_some());
-        assert_eq!(fs::read_to_string(dir.path().join(ADMIN_KEY_FILE)).unwrap().trim(), leftover);
+        assert_eq!(
+            fs::read_to_string(dir.path().join(ADMIN_KEY_FILE))
+                .unwrap()
+                .trim(),
+            leftover
+        );
     }
 
     #[test]
     fn unusable_files_are_reported_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(ADMIN_KEY_FILE), "hunter2").unwrap();
-        assert!(matches!(KeyStore::open(dir.path()), Err(KeyStoreError::NotAKey { .. })));
+        assert!(matches!(
+            KeyStore::open(dir.path()),
+            Err(KeyStoreError::NotAKey { .. })
+        ));
         fs::write(dir.path().join(KEYS_FILE), "{").unwrap();
-        assert!(matches!(KeyStore::open(dir.path()), Err(KeyStoreError::Corrupt { .. })));
+        assert!(matches!(
+            KeyStore::open(dir.path()),
+            Err(KeyStoreError::Corrupt { .. })
+        ));
         assert_eq!(fs::read_to_string(dir.path().join(KEYS_FILE)).unwrap(), "{");
     }
 }

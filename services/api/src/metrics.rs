@@ -26,6 +26,8 @@ pub(crate) static AUTH_FAILURES: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Counts every answer, errors included, by its final status.
 pub(crate) async fn count_requests(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
-    REQUESTS.with_label_values(&[response.status().as_str()]).inc();
+    REQUESTS
+        .with_label_values(&[response.status().as_str()])
+        .inc();
     response
 }

@@ -33,13 +33,19 @@ impl OrgScope {
 
 /// Every org-scoped area, with paths relative to `/orgs/{org_id}`.
 pub(crate) fn routes() -> ApiRouter {
-    ApiRouter::default().merge(api_keys::routes()).layer(middleware::from_fn(require_known_org))
+    ApiRouter::default()
+        .merge(api_keys::routes())
+        .layer(middleware::from_fn(require_known_org))
 }
 
 async fn require_known_org(Path(scope): Path<OrgScope>, request: Request, next: Next) -> Response {
     if scope.org_id == DEFAULT_ORG {
         next.run(request).await
     } else {
-        HttpError::new(StatusCode::NOT_FOUND, format!("organization {} does not exist", scope.org_id)).into_response()
+        HttpError::new(
+            StatusCode::NOT_FOUND,
+            format!("organization {} does not exist", scope.org_id),
+        )
+        .into_response()
     }
 }

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use axum::http::StatusCode;
 use axum::{Json, Router, middleware};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultMakeSpan, TraceLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
@@ -42,15 +42,26 @@ struct ApiDoc;
 /// The documented route tree. `guard` wraps its authenticated part; layers add no paths, so
 /// [`crate::openapi`] passes it through unchanged.
 pub(crate) fn tree(guard: impl FnOnce(ApiRouter) -> ApiRouter) -> ApiRouter {
-    let public = ApiRouter::default().routes(routes!(health::get_health)).routes(routes!(get_openapi));
+    let public = ApiRouter::default()
+        .routes(routes!(health::get_health))
+        .routes(routes!(get_openapi));
     // The fallback sits behind the guard so that an unknown path tells nothing without a key.
-    let authenticated = guard(ApiRouter::default().nest("/orgs/{org_id}", orgs::routes()).fallback(no_route));
+    let authenticated = guard(
+        ApiRouter::default()
+            .nest("/orgs/{org_id}", orgs::routes())
+            .fallback(no_route),
+    );
     ApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v2", public.merge(authenticated))
 }
 
 /// The whole service, ready to serve.
 pub(crate) fn app(state: AppState) -> Router {
-    let guard = |area: ApiRouter| area.layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key));
+    let guard = |area: ApiRouter| {
+        area.layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+    };
     with_outer_layers(Router::from(tree(guard)).with_state(state))
 }
 
@@ -60,7 +71,12 @@ pub(crate) fn with_outer_layers(router: Router) -> Router {
         .layer(RequestBodyLimitLayer::new(MAX_REQUEST_BODY_BYTES))
         .layer(middleware::from_fn(error::normalize))
         .layer(middleware::from_fn(metrics::count_requests))
-        .layer(TraceLayer::new_for_http())
+        // Spans at info, so that the default log filter keeps them (and exports them to
+        // OpenTelemetry); their per-request events stay at debug.
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
+        )
 }
 
 /// `error::normalize` turns this into the error shape, like axum's own 404.
@@ -74,21 +90,31 @@ pub(crate) fn complete(doc: &mut utoipa::openapi::OpenApi) {
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "bearer",
-        SecurityScheme::Http(Http::builder().scheme(HttpAuthScheme::Bearer).description(Some("An API key")).build()),
+        SecurityScheme::Http(
+            Http::builder()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some("An API key"))
+                .build(),
+        ),
     );
     components.add_security_scheme(
         "basic",
         SecurityScheme::Http(
             Http::builder()
                 .scheme(HttpAuthScheme::Basic)
-                .description(Some("Any user name (e.g. the key id), the API key as password"))
+                .description(Some(
+                    "Any user name (e.g. the key id), the API key as password",
+                ))
                 .build(),
         ),
     );
     let error = |description: &str| -> RefOr<Response> {
         Response::builder()
             .description(description)
-            .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
             .build()
             .into()
     };
@@ -105,11 +131,20 @@ pub(crate) fn complete(doc: &mut utoipa::openapi::OpenApi) {
         ];
         for operation in operations.into_iter().flatten() {
             // `security(())` on a route is an empty requirement: no key needed.
-            let public = operation.security.as_ref().is_some_and(|s| s.contains(&SecurityRequirement::default()));
+            let public = operation
+                .security
+                .as_ref()
+                .is_some_and(|s| s.contains(&SecurityRequirement::default()));
             if !public {
-                operation.responses.responses.insert("401".into(), error("No valid API key"));
+                operation
+                    .responses
+                    .responses
+                    .insert("401".into(), error("No valid API key"));
             }
-            operation.responses.responses.insert("default".into(), error("Any other error"));
+            operation
+                .responses
+                .responses
+                .insert("default".into(), error("Any other error"));
         }
     }
 }

@@ -11,7 +11,12 @@ use crate::{serve, up};
 /// Label workloads, write label-scoped allow rules, and Bulkhead compiles and delivers firewall
 /// policy to every node and pod, and keeps clusters protected when the control plane is away.
 #[derive(Debug, Parser)]
-#[command(name = "bulkhead", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "bulkhead",
+    version,
+    propagate_version = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(flatten)]
     pub remote: RemoteArgs,
@@ -23,7 +28,12 @@ pub struct Cli {
 #[derive(Debug, clap::Args)]
 pub struct RemoteArgs {
     /// Base URL of the Bulkhead API.
-    #[arg(long, global = true, env = "BULKHEAD_SERVER", default_value = "http://127.0.0.1:8443")]
+    #[arg(
+        long,
+        global = true,
+        env = "BULKHEAD_SERVER",
+        default_value = "http://127.0.0.1:8443"
+    )]
     pub server: String,
     /// API key [default: the contents of ./bulkhead-data/admin.key, when present].
     #[arg(long, global = true, env = "BULKHEAD_API_KEY", hide_env_values = true)]

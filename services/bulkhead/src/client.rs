@@ -37,7 +37,10 @@ impl Client {
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {url}"))?;
         let status = response.status();
         let body: Value = response
             .json()
@@ -68,17 +71,26 @@ impl Client {
                 println!("{table}\nstatus: {status}");
             }
         }
-        Ok(if status == "healthy" { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        Ok(if status == "healthy" {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        })
     }
 }
 
 fn text(value: &Value) -> String {
-    value.as_str().map_or_else(|| value.to_string(), str::to_owned)
+    value
+        .as_str()
+        .map_or_else(|| value.to_string(), str::to_owned)
 }
 
 /// The error the API reported, in its standard shape, or the body as it came.
 fn api_error(body: &Value) -> anyhow::Error {
-    match (body["error"]["code"].as_str(), body["error"]["message"].as_str()) {
+    match (
+        body["error"]["code"].as_str(),
+        body["error"]["message"].as_str(),
+    ) {
         (Some(code), Some(message)) => anyhow!("{message} ({code})"),
         _ => anyhow!("unexpected answer: {body}"),
     }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use bulkhead_runtime::bus::{NatsBus, NatsOptions, TypedBus};
 use bulkhead_runtime::config::{self, Flags};
+use bulkhead_runtime::health::Health;
 use bulkhead_runtime::{shutdown, telemetry};
 use serde::{Deserialize, Serialize};
 
@@ -45,6 +46,27 @@ pub enum Service {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// One replica of the event log.
+    Eventlog {
+        /// This replica's id, unique in the cluster [default: 1].
+        #[arg(long)]
+        node_id: Option<u64>,
+        /// Where the replica keeps its log [default: /var/lib/bulkhead/eventlog].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address of the Raft listener, between replicas only [default: 0.0.0.0:7000].
+        #[arg(long)]
+        raft_listen: Option<SocketAddr>,
+        /// host:port the other replicas reach this one at [default: the Raft listener's].
+        #[arg(long)]
+        advertise: Option<String>,
+        /// The initial members, for --init: ID=HOST:PORT,...
+        #[arg(long)]
+        peers: Option<String>,
+        /// Create the cluster from --peers, unless this replica already belongs to one.
+        #[arg(long)]
+        init: bool,
+    },
 }
 
 /// Everything `serve` can be configured with, whichever service it runs.
@@ -55,6 +77,7 @@ struct ServeConfig {
     admin_listen: SocketAddr,
     instance: String,
     api: ApiSection,
+    eventlog: bulkhead_eventlog::EventlogConfig,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,8 +94,10 @@ impl Default for ServeConfig {
         ServeConfig {
             nats: NatsOptions::default(),
             admin_listen: ([0, 0, 0, 0], 9464).into(),
-            instance: std::env::var("HOSTNAME").unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
+            instance: std::env::var("HOSTNAME")
+                .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
             api: ApiSection::default(),
+            eventlog: bulkhead_eventlog::EventlogConfig::default(),
         }
     }
 }
@@ -95,8 +120,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .set("instance", args.instance);
     let service_name = match &args.service {
         Service::Api { listen, data_dir } => {
-            flags = flags.set("api.listen", *listen).set("api.data_dir", data_dir.clone());
+            flags = flags
+                .set("api.listen", *listen)
+                .set("api.data_dir", data_dir.clone());
             "api"
+        }
+        Service::Eventlog {
+            node_id,
+            data_dir,
+            raft_listen,
+            advertise,
+            peers,
+            init,
+        } => {
+            flags = flags
+                .set("eventlog.node_id", *node_id)
+                .set("eventlog.data_dir", data_dir.clone())
+                .set("eventlog.raft_listen", *raft_listen)
+                .set("eventlog.advertise", advertise.clone())
+                .set("eventlog.peers", peers.clone())
+                .set("eventlog.init", init.then_some(true));
+            "eventlog"
         }
     };
     let mut config: ServeConfig = config::load(args.config.as_deref(), &flags)?;
@@ -117,12 +161,28 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             )
             .await?;
             if let Some(key) = api.new_admin_key() {
-                println!("Admin API key (shown once, saved to {}): {key}", config.api.data_dir.join("admin.key").display());
+                println!(
+                    "Admin API key (shown once, saved to {}): {key}",
+                    config.api.data_dir.join("admin.key").display()
+                );
             }
             tracing::info!(listen = %api.local_addr(), "api serving");
             supervisor.watch_health(api.health());
             let shutdown = supervisor.shutdown();
-            supervisor.spawn("api", async move { api.serve(shutdown).await.map_err(Into::into) });
+            supervisor.spawn("api", async move {
+                api.serve(shutdown).await.map_err(Into::into)
+            });
+        }
+        Service::Eventlog { .. } => {
+            let health = Health::new("eventlog", &config.instance);
+            supervisor.watch_health(health.clone());
+            let shutdown = supervisor.shutdown();
+            let eventlog = config.eventlog;
+            supervisor.spawn("eventlog", async move {
+                bulkhead_eventlog::run(eventlog, bus, health, shutdown)
+                    .await
+                    .map_err(Into::into)
+            });
         }
     }
     let admin = supervisor.serve_admin(config.admin_listen).await?;

@@ -21,7 +21,11 @@ pub struct Supervisor {
 
 impl Supervisor {
     pub fn new(shutdown: CancellationToken) -> Self {
-        Supervisor { tasks: JoinSet::new(), shutdown, healths: Vec::new() }
+        Supervisor {
+            tasks: JoinSet::new(),
+            shutdown,
+            healths: Vec::new(),
+        }
     }
 
     pub fn shutdown(&self) -> CancellationToken {
@@ -33,7 +37,11 @@ impl Supervisor {
         self.healths.push(health);
     }
 
-    pub fn spawn(&mut self, name: &'static str, task: impl Future<Output = anyhow::Result<()>> + Send + 'static) {
+    pub fn spawn(
+        &mut self,
+        name: &'static str,
+        task: impl Future<Output = anyhow::Result<()>> + Send + 'static,
+    ) {
         self.tasks.spawn(async move { (name, task.await) });
     }
 

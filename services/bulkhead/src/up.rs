@@ -42,7 +42,9 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let new_key = api.new_admin_key().map(str::to_owned);
     supervisor.watch_health(api.health());
     let shutdown = supervisor.shutdown();
-    supervisor.spawn("api", async move { api.serve(shutdown).await.map_err(Into::into) });
+    supervisor.spawn("api", async move {
+        api.serve(shutdown).await.map_err(Into::into)
+    });
     let admin_addr = supervisor.serve_admin(args.admin_listen).await?;
 
     print_banner(&args, api_addr, admin_addr, new_key.as_deref());
@@ -57,11 +59,17 @@ fn print_banner(args: &UpArgs, api: SocketAddr, admin: SocketAddr, new_key: Opti
     println!("  data         {}", args.data_dir.display());
     if let Some(key) = new_key {
         println!();
-        println!("  Admin API key (shown once, also saved to {}):", key_file.display());
+        println!(
+            "  Admin API key (shown once, also saved to {}):",
+            key_file.display()
+        );
         println!("    {key}");
     }
     println!();
     println!("Try:  bulkhead --server http://{api} health");
-    println!("      (the CLI reads the key from {} when run here, or from BULKHEAD_API_KEY)", key_file.display());
+    println!(
+        "      (the CLI reads the key from {} when run here, or from BULKHEAD_API_KEY)",
+        key_file.display()
+    );
     println!("Stop with Ctrl-C.");
 }

@@ -30,13 +30,22 @@ impl Process {
     /// Sends SIGTERM and waits for the exit, at most `within`.
     fn terminate(&mut self, within: Duration) -> ExitStatus {
         let pid = self.0.id().to_string();
-        assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
             }
-            assert!(Instant::now() < deadline, "no exit within {within:?} of SIGTERM");
+            assert!(
+                Instant::now() < deadline,
+                "no exit within {within:?} of SIGTERM"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -44,7 +53,12 @@ impl Process {
     fn stdout(&mut self) -> String {
         use std::io::Read;
         let mut out = String::new();
-        self.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        self.0
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
         out
     }
 }
@@ -63,10 +77,16 @@ fn get(url: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
         header = format!("Authorization: Bearer {key}");
         args.extend(["-H", &header]);
     }
-    let out = Command::new("curl").args(&args).output().expect("curl runs");
+    let out = Command::new("curl")
+        .args(&args)
+        .output()
+        .expect("curl runs");
     let text = String::from_utf8(out.stdout).unwrap();
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (code.parse().unwrap_or(0), serde_json::from_str(body).unwrap_or(serde_json::Value::Null))
+    (
+        code.parse().unwrap_or(0),
+        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    )
 }
 
 /// Polls `url` until it answers 200, at most `within`.
@@ -77,13 +97,21 @@ fn wait_healthy(url: &str, within: Duration) -> serde_json::Value {
         if code == 200 {
             return body;
         }
-        assert!(Instant::now() < deadline, "{url} not 200 within {within:?}: {code} {body}");
+        assert!(
+            Instant::now() < deadline,
+            "{url} not 200 within {within:?}: {code} {body}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN).args(args).current_dir(dir).env_remove("BULKHEAD_API_KEY").output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BULKHEAD_API_KEY")
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -92,7 +120,10 @@ fn up_serves_health_requires_keys_and_stops_on_sigterm() {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let base = format!("http://{listen}");
-    let mut up = Process::spawn(&["up", "--listen", &listen, "--admin-listen", "127.0.0.1:0"], dir.path());
+    let mut up = Process::spawn(
+        &["up", "--listen", &listen, "--admin-listen", "127.0.0.1:0"],
+        dir.path(),
+    );
 
     let health = wait_healthy(&format!("{base}/api/v2/health"), Duration::from_secs(30));
     assert_eq!(health["status"], "healthy");
@@ -110,9 +141,16 @@ fn up_serves_health_requires_keys_and_stops_on_sigterm() {
     // The CLI, run where `up` keeps its data, finds the key and the server by itself when told
     // the server; `health` exits 0 when all is well.
     let out = cli(dir.path(), &["--server", &base, "health"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("api"));
-    let out = cli(dir.path(), &["--server", &base, "--output", "json", "health"]);
+    let out = cli(
+        dir.path(),
+        &["--server", &base, "--output", "json", "health"],
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["status"], "healthy");
 
@@ -120,20 +158,36 @@ fn up_serves_health_requires_keys_and_stops_on_sigterm() {
     assert!(status.success(), "exit status {status:?}");
     let banner = up.stdout();
     assert!(banner.contains(&base), "banner names the address: {banner}");
-    assert!(banner.contains(key.trim()), "the new admin key is printed on first start");
+    assert!(
+        banner.contains(key.trim()),
+        "the new admin key is printed on first start"
+    );
 
     // Second start: same data dir, key not printed again.
-    let mut again = Process::spawn(&["up", "--listen", &listen, "--admin-listen", "127.0.0.1:0"], dir.path());
+    let mut again = Process::spawn(
+        &["up", "--listen", &listen, "--admin-listen", "127.0.0.1:0"],
+        dir.path(),
+    );
     wait_healthy(&format!("{base}/api/v2/health"), Duration::from_secs(30));
     assert!(again.terminate(Duration::from_secs(5)).success());
-    assert!(!again.stdout().contains(key.trim()), "the key is shown only once");
+    assert!(
+        !again.stdout().contains(key.trim()),
+        "the key is shown only once"
+    );
     assert_eq!(std::fs::read_to_string(&key_file).unwrap(), key);
 }
 
 #[test]
 fn health_command_fails_when_nothing_answers() {
     let dir = tempfile::tempdir().unwrap();
-    let out = cli(dir.path(), &["--server", &format!("http://127.0.0.1:{}", free_port()), "health"]);
+    let out = cli(
+        dir.path(),
+        &[
+            "--server",
+            &format!("http://127.0.0.1:{}", free_port()),
+            "health",
+        ],
+    );
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach"));
 }
@@ -145,10 +199,24 @@ fn serve_api_runs_against_nats() {
     let listen = format!("127.0.0.1:{}", free_port());
     let data = dir.path().join("data");
     let mut api = Process::spawn(
-        &["serve", "api", "--nats", &nats.url(), "--listen", &listen, "--data-dir", data.to_str().unwrap(), "--admin-listen", "127.0.0.1:0"],
+        &[
+            "serve",
+            "api",
+            "--nats",
+            &nats.url(),
+            "--listen",
+            &listen,
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
         dir.path(),
     );
-    let health = wait_healthy(&format!("http://{listen}/api/v2/health"), Duration::from_secs(30));
+    let health = wait_healthy(
+        &format!("http://{listen}/api/v2/health"),
+        Duration::from_secs(30),
+    );
     assert_eq!(health["services"][0]["name"], "api");
     assert!(data.join("admin.key").exists());
     assert!(api.terminate(Duration::from_secs(5)).success());

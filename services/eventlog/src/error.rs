@@ -23,3 +23,52 @@ pub enum StoreError {
     #[error("snapshot holds a key outside the state machine's key spaces (prefix {prefix:#04x})")]
     ForeignSnapshotKey { prefix: u8 },
 }
+
+/// Why a replica could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum EventlogError {
+    #[error("cannot open the log in {dir}: {source}")]
+    Open {
+        dir: std::path::PathBuf,
+        source: StoreError,
+    },
+    #[error("cannot listen on {addr} for Raft: {source}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("the Raft listener failed: {0}")]
+    Serve(std::io::Error),
+    #[error("cannot build the HTTP client for Raft: {0}")]
+    HttpClient(reqwest::Error),
+    #[error("invalid Raft configuration: {0}")]
+    RaftConfig(#[from] openraft::ConfigError),
+    #[error("the Raft node stopped: {0}")]
+    Raft(#[from] openraft::error::Fatal<crate::NodeId>),
+    #[error("cannot initialise the cluster: {0}")]
+    Init(
+        #[from]
+        openraft::error::RaftError<
+            crate::NodeId,
+            openraft::error::InitializeError<crate::NodeId, openraft::BasicNode>,
+        >,
+    ),
+    #[error(transparent)]
+    Bus(#[from] bulkhead_runtime::bus::BusError),
+}
+
+impl EventlogError {
+    /// A stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Open { .. } => "open",
+            Self::Bind { .. } => "bind",
+            Self::Serve(_) => "serve",
+            Self::HttpClient(_) => "http_client",
+            Self::RaftConfig(_) => "raft_config",
+            Self::Raft(_) => "raft",
+            Self::Init(_) => "init",
+            Self::Bus(_) => "bus",
+        }
+    }
+}

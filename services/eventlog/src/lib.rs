@@ -1,12 +1,22 @@
-//! The storage and state machine core of Bulkhead's event log: the Raft-replicated, append-only
-//! log every service's state is projected from (DESIGN.md, principle 1; issue 3).
-//!
-//! It owns what openraft asks of an application, on sled:
+//! Bulkhead's event log: the Raft-replicated, append-only log every service's state is
+//! projected from (DESIGN.md, principle 1; issue 3). One replica per process; three make a
+//! cluster that survives the loss of one. Operations and the reasons behind the design are in
+//! `docs/eventlog.md`.
 //!
 //! ```text
-//!  shell (not here): validate() ─► raft.client_write(LogRequest) ─► network (not here)
-//!                                        │
-//!              ┌─────────────────────────┴──────────────────────────┐
+//!  NATS (queue group `eventlog`)            service: decode, refuse bad input, reply
+//!   bulkhead.eventlog.{append,read,read_stream,status,membership}
+//!   bulkhead.eventlog.node.<id>.{append,read,status}
+//!        │ append                           │ read / status / membership
+//!        ▼                                  ▼
+//!   validate(limits) ─► batcher ─► AppendBatch ─► leader::LeaderOp ──(follower)──► leader's
+//!                       (1 ms / 256 appends)      │ on the leader               /client/*
+//!                                                 ▼
+//!                          raft.client_write(LogRequest) / ensure_linearizable / membership
+//!                                                 │
+//!   Raft listener (HTTP, MessagePack):  /raft/{append,vote,snapshot}  ◄──► other replicas
+//!   (server, network; not NATS, so replication outlives a NATS outage)
+//!              ┌──────────────────────────────────┴─────────────────┐
 //!              ▼ RaftLogStorage                                      ▼ RaftStateMachine
 //!   LogStore: tree `raft_log`                          StateMachineStore: tree `state_machine`
 //!     entries by index, vote,                            global seq, stream heads,
@@ -14,7 +24,7 @@
 //!                                                        outcomes by idempotency key, snapshot
 //!                                                                    │ clone
 //!                                                                    ▼
-//!                                                  EventReader: read, read_stream, versions
+//!        leader only: bulkhead.eventlog.committed ◄── EventReader: read, read_stream, versions
 //! ```
 //!
 //! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces.
@@ -23,13 +33,20 @@
 //! entries after a restart; it is fsynced whenever a snapshot is built or installed, before the
 //! log behind the snapshot may be purged.
 //!
-//! Not here: the Raft network, the NATS shell, leader forwarding and batching of client appends
-//! (they build a [`LogRequest`] of several [`AppendCommand`]s).
+//! The binary needs [`run`] with an [`EventlogConfig`] (`bulkhead up`:
+//! [`EventlogConfig::single_node`]); [`LogNode`] is the replica without NATS.
 
+mod config;
 mod error;
 mod keyspace;
+mod leader;
 mod limits;
 mod log_store;
+mod metrics;
+mod network;
+mod node;
+mod server;
+mod service;
 mod state_machine;
 
 use std::path::Path;
@@ -37,9 +54,12 @@ use std::path::Path;
 use bulkhead_schema::messages::eventlog::{AppendOutcome, AppendRequest};
 use serde::{Deserialize, Serialize};
 
-pub use error::StoreError;
+pub use config::{EventlogConfig, Peers, PeersError, SnapshotConfig};
+pub use error::{EventlogError, StoreError};
 pub use limits::{AppendError, Limits, MAX_NAME_BYTES, validate};
 pub use log_store::LogStore;
+pub use node::LogNode;
+pub use service::run;
 pub use state_machine::{EventReader, SnapshotBuilder, StateMachineStore};
 
 /// Identifies a replica.

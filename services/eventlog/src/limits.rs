@@ -2,6 +2,7 @@
 //! Raft round and changes nothing (DESIGN.md, principle 10).
 
 use bulkhead_schema::messages::eventlog::AppendRequest;
+use serde::{Deserialize, Serialize};
 
 /// Longest stream name, event type or idempotency key, in bytes. They become sled keys and are
 /// repeated in every recorded event, so they stay short.
@@ -9,7 +10,8 @@ pub const MAX_NAME_BYTES: usize = 256;
 
 /// Size limits of appends. An event's size is its `event_type` plus its `data`; an append's size
 /// is the sum of its events' sizes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Limits {
     pub max_event_bytes: usize,
     pub max_batch_events: usize,

@@ -13,6 +13,7 @@ pub mod bus;
 pub mod config;
 pub mod health;
 pub mod metrics;
+pub mod projection;
 pub mod shutdown;
 pub mod telemetry;
 #[cfg(feature = "testing")]

@@ -1,0 +1,502 @@
+//! `eventlog-bench`: the event log append benchmark of issue 3.
+//!
+//! It owns the whole run: Bulkhead's event log with 1 and 3 replicas (`bulkhead serve
+//! eventlog` processes, appended to over NATS as services do), JetStream R1 and R3 on file
+//! storage, and the floors under them (sled with a flush per write, NATS core request/reply),
+//! all driven by the same client loop over the same matrix of event sizes and client counts;
+//! then leader-kill recovery with 3 replicas. It prints one markdown table per scenario with
+//! the ratios to JetStream and to the floors (`docs/performance.md` holds a full run).
+
+mod recovery;
+mod replicas;
+mod targets;
+
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, ensure};
+use bulkhead_loadtest::cell::{AppendTarget, Bounds, Cell, CellResult, run_cell};
+use bulkhead_loadtest::nats::{Installed, NatsServers, Sync};
+use bulkhead_loadtest::report::{Goal, millis, rate, ratio, table};
+use clap::Parser;
+
+use crate::recovery::Kill;
+use crate::replicas::Replicas;
+use crate::targets::{
+    ATTEMPT_TIMEOUT, BulkheadLog, JetStreamStream, NatsRoundTrip, RawSled, wait_until_appending,
+};
+
+/// The event log append benchmark: Bulkhead (1 and 3 replicas) against JetStream (R1, R3) and
+/// the raw sled and NATS floors, then leader-kill recovery. Prints figures, never fails on them.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Short cells and a single leader kill: checks that everything runs, figures not to quote.
+    #[arg(long)]
+    quick: bool,
+    /// The `bulkhead` binary to run [default: `cargo build --release -p bulkhead`, then the
+    /// `bulkhead` next to this benchmark].
+    #[arg(long)]
+    bulkhead: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum System {
+    Bulkhead1,
+    Bulkhead3,
+    JetStreamR1,
+    JetStreamR3,
+    Sled,
+    NatsRoundTrip,
+}
+
+impl System {
+    fn name(self) -> &'static str {
+        match self {
+            System::Bulkhead1 => "Bulkhead, 1 replica",
+            System::Bulkhead3 => "Bulkhead, 3 replicas",
+            System::JetStreamR1 => "JetStream R1",
+            System::JetStreamR3 => "JetStream R3",
+            System::Sled => "sled insert + flush",
+            System::NatsRoundTrip => "NATS core request/reply",
+        }
+    }
+}
+
+struct Plan {
+    quick: bool,
+    cells: Vec<Cell>,
+    bounds: Bounds,
+    recovery: recovery::Plan,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Self {
+        let cells = [256, 2048]
+            .into_iter()
+            .flat_map(|event_bytes| {
+                [1, 16, 256].map(|clients| Cell {
+                    event_bytes,
+                    clients,
+                })
+            })
+            .collect();
+        let (warmup, window, max_appends, kills) = if quick {
+            (
+                Duration::from_millis(200),
+                Duration::from_secs(1),
+                200_000,
+                1,
+            )
+        } else {
+            (Duration::from_secs(1), Duration::from_secs(5), 2_000_000, 3)
+        };
+        Plan {
+            quick,
+            cells,
+            bounds: Bounds {
+                warmup,
+                window,
+                max_appends,
+                give_up_after: Duration::from_secs(10),
+            },
+            recovery: recovery::Plan {
+                kills,
+                clients: 16,
+                before_kill: Duration::from_secs(1),
+                after_kill: Duration::from_secs(6),
+                catch_up_within: Duration::from_secs(30),
+            },
+        }
+    }
+}
+
+/// Everything measured, and what could not be.
+#[derive(Default)]
+struct Figures {
+    cells: Vec<(System, CellResult)>,
+    failures: Vec<(System, String)>,
+    kills: Option<Vec<Kill>>,
+}
+
+impl Figures {
+    /// Runs the whole matrix against `target`, keeping each cell's figures as they come.
+    async fn measure<T: AppendTarget>(
+        &mut self,
+        system: System,
+        target: &Arc<T>,
+        plan: &Plan,
+    ) -> anyhow::Result<()> {
+        wait_until_appending(target, Duration::from_secs(30)).await?;
+        for &cell in &plan.cells {
+            let label = format!("{system:?}-{}-{}", cell.event_bytes, cell.clients);
+            let result = run_cell(target, cell, plan.bounds, &label).await?;
+            eprintln!(
+                "  {:<24} {:>5} B x {:>3} clients: {:>7} appends/s, p50 {} ms, p99 {} ms{}",
+                system.name(),
+                cell.event_bytes,
+                cell.clients,
+                rate(result.throughput),
+                millis(result.p50_us()),
+                millis(result.p99_us()),
+                trouble(&result),
+            );
+            self.cells.push((system, result));
+        }
+        Ok(())
+    }
+
+    /// Notes a system that could not be measured (whole or in part) and carries on with the
+    /// others.
+    fn settle(&mut self, system: System, outcome: anyhow::Result<()>) {
+        if let Err(e) = outcome {
+            eprintln!("  {} FAILED: {e:#}", system.name());
+            self.failures.push((system, format!("{e:#}")));
+        }
+    }
+
+    fn get(&self, system: System, cell: Cell) -> Option<&CellResult> {
+        self.cells
+            .iter()
+            .find(|(s, r)| *s == system && r.cell == cell)
+            .map(|(_, r)| r)
+    }
+}
+
+/// Retries and failures, when a cell had any.
+fn trouble(result: &CellResult) -> String {
+    if result.retries == 0 && result.failed == 0 {
+        return String::new();
+    }
+    format!(
+        " ({} retries, {} failed{})",
+        result.retries,
+        result.failed,
+        result
+            .last_failure
+            .as_deref()
+            .map(|f| format!("; last: {f}"))
+            .unwrap_or_default()
+    )
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<ExitCode> {
+    let args = Args::parse();
+    let plan = Plan::new(args.quick);
+    let nats = Installed::probe()?;
+    let bulkhead = bulkhead_binary(args.bulkhead)?;
+    print_setup(&plan, &nats, &bulkhead);
+    let started = Instant::now();
+    let mut figures = Figures::default();
+
+    // The floors first, while nothing else runs.
+    let outcome = nats_round_trip(&nats, &plan, &mut figures).await;
+    figures.settle(System::NatsRoundTrip, outcome);
+    let outcome = raw_sled(&plan, &mut figures).await;
+    figures.settle(System::Sled, outcome);
+
+    let outcome = bulkhead_log(&bulkhead, &nats, 1, &plan, &mut figures).await;
+    figures.settle(System::Bulkhead1, outcome);
+    let outcome = jetstream(&nats, 1, &plan, &mut figures).await;
+    figures.settle(System::JetStreamR1, outcome);
+
+    let outcome = bulkhead_log(&bulkhead, &nats, 3, &plan, &mut figures).await;
+    figures.settle(System::Bulkhead3, outcome);
+    let outcome = jetstream(&nats, 3, &plan, &mut figures).await;
+    figures.settle(System::JetStreamR3, outcome);
+
+    print_figures(&plan, &figures);
+    println!("\nTotal run time: {:.0} s", started.elapsed().as_secs_f64());
+    Ok(if figures.failures.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The `bulkhead` binary: the one given, or this build's. Building is a no-op when it is up to
+/// date, and guards against benchmarking a stale binary.
+fn bulkhead_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = given {
+        ensure!(path.is_file(), "no bulkhead binary at {}", path.display());
+        return Ok(path);
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--release", "-p", "bulkhead"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .status()
+        .context("run cargo to build bulkhead (or pass --bulkhead PATH)")?;
+    ensure!(status.success(), "building bulkhead failed: {status}");
+    // Cargo puts both binaries of the workspace in the same profile directory.
+    let exe = std::env::current_exe()?;
+    let path = exe
+        .parent()
+        .context("the benchmark binary has no directory")?
+        .join("bulkhead");
+    ensure!(path.is_file(), "no bulkhead binary at {}", path.display());
+    Ok(path)
+}
+
+fn print_setup(plan: &Plan, nats: &Installed, bulkhead: &std::path::Path) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "# Event log append benchmark{}\n",
+        if plan.quick {
+            " (--quick: not figures to quote)"
+        } else {
+            ""
+        }
+    );
+    println!("- machine: {cores} cores ({cpu}); every process of the run shares them");
+    println!("- {} at {}", nats.version, nats.binary.display());
+    println!(
+        "- JetStream durability: {}",
+        match nats.strongest_sync {
+            Sync::Always => "`sync_interval: always` (fsync per message, as our log)",
+            Sync::Default => {
+                "this nats-server does not support `sync_interval: always` (2.10+); JetStream runs \
+                 with its default, an fsync every 2 minutes, which is WEAKER than our log's fsync \
+                 before every acknowledgement"
+            }
+        }
+    );
+    println!("- bulkhead: {}", bulkhead.display());
+    println!(
+        "- each cell: {:?} warm-up, then {:?} measured (at most {} appends); one event per \
+         append, each client appending back to back; an attempt waits at most {:?}, then is \
+         retried with the same key",
+        plan.bounds.warmup, plan.bounds.window, plan.bounds.max_appends, ATTEMPT_TIMEOUT
+    );
+    println!();
+}
+
+async fn nats_round_trip(
+    nats: &Installed,
+    plan: &Plan,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let server = NatsServers::start(nats, 1, None).await?;
+    let target = Arc::new(NatsRoundTrip::start(&server.url()).await?);
+    figures.measure(System::NatsRoundTrip, &target, plan).await
+}
+
+async fn raw_sled(plan: &Plan, figures: &mut Figures) -> anyhow::Result<()> {
+    let target = Arc::new(RawSled::open()?);
+    figures.measure(System::Sled, &target, plan).await
+}
+
+async fn bulkhead_log(
+    binary: &std::path::Path,
+    nats: &Installed,
+    count: u64,
+    plan: &Plan,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let system = if count == 1 {
+        System::Bulkhead1
+    } else {
+        System::Bulkhead3
+    };
+    let mut replicas = Replicas::start(binary, nats, count).await?;
+    let target = Arc::new(BulkheadLog::connect(&replicas.nats_url()).await?);
+    let measured = figures.measure(system, &target, plan).await;
+    // A replica that died explains a failure better than the timeouts it caused.
+    replicas.check_running()?;
+    measured?;
+    if count == 3 {
+        let kills = recovery::measure(&mut replicas, &target, &plan.recovery)
+            .await
+            .context("leader-kill recovery")?;
+        figures.kills = Some(kills);
+    }
+    Ok(())
+}
+
+async fn jetstream(
+    nats: &Installed,
+    count: usize,
+    plan: &Plan,
+    figures: &mut Figures,
+) -> anyhow::Result<()> {
+    let system = if count == 1 {
+        System::JetStreamR1
+    } else {
+        System::JetStreamR3
+    };
+    let mut servers = NatsServers::start(nats, count, Some(nats.strongest_sync)).await?;
+    let target = Arc::new(JetStreamStream::create(&servers.url(), count).await?);
+    let measured = figures.measure(system, &target, plan).await;
+    servers.check_running()?;
+    measured
+}
+
+fn print_figures(plan: &Plan, figures: &Figures) {
+    for (title, ours, theirs) in [
+        (
+            "1 replica: Bulkhead vs JetStream R1",
+            System::Bulkhead1,
+            System::JetStreamR1,
+        ),
+        (
+            "3 replicas: Bulkhead vs JetStream R3",
+            System::Bulkhead3,
+            System::JetStreamR3,
+        ),
+    ] {
+        println!("\n## {title}\n");
+        let mut t = table(&[
+            "event",
+            "clients",
+            "Bulkhead /s",
+            "p50 ms",
+            "p99 ms",
+            "JetStream /s",
+            "p50 ms",
+            "p99 ms",
+            "/s vs JS",
+            "p99 vs JS",
+            "/s vs sled",
+            "/s vs NATS rr",
+        ]);
+        for &cell in &plan.cells {
+            let mut row = vec![format!("{} B", cell.event_bytes), cell.clients.to_string()];
+            let b = figures.get(ours, cell);
+            let j = figures.get(theirs, cell);
+            row.extend(columns(b));
+            row.extend(columns(j));
+            let compare =
+                |floor: Option<&CellResult>, f: fn(&CellResult) -> f64, goal| match (b, floor) {
+                    (Some(b), Some(floor)) => ratio(f(b), f(floor), goal),
+                    _ => "—".into(),
+                };
+            row.push(compare(j, |r| r.throughput, Goal::AtLeastTheirs));
+            row.push(compare(j, |r| r.p99_us() as f64, Goal::AtMostTheirs));
+            row.push(compare(
+                figures.get(System::Sled, cell),
+                |r| r.throughput,
+                Goal::None,
+            ));
+            row.push(compare(
+                figures.get(System::NatsRoundTrip, cell),
+                |r| r.throughput,
+                Goal::None,
+            ));
+            t.add_row(row);
+        }
+        println!("{t}");
+        print_trouble(figures, &[ours, theirs]);
+    }
+
+    println!(
+        "\n## Floors: sled insert + flush per write, NATS core request/reply to an echo responder\n"
+    );
+    let mut t = table(&[
+        "event",
+        "clients",
+        "sled /s",
+        "p50 ms",
+        "p99 ms",
+        "NATS rr /s",
+        "p50 ms",
+        "p99 ms",
+    ]);
+    for &cell in &plan.cells {
+        let mut row = vec![format!("{} B", cell.event_bytes), cell.clients.to_string()];
+        row.extend(columns(figures.get(System::Sled, cell)));
+        row.extend(columns(figures.get(System::NatsRoundTrip, cell)));
+        t.add_row(row);
+    }
+    println!("{t}");
+    print_trouble(figures, &[System::Sled, System::NatsRoundTrip]);
+
+    println!(
+        "\n## Leader kill (SIGKILL) with 3 replicas, {} clients appending 256 B events\n",
+        plan.recovery.clients
+    );
+    match &figures.kills {
+        Some(kills) => {
+            let mut t = table(&[
+                "kill",
+                "leader",
+                "appends acknowledged again",
+                "all clients acknowledged again",
+                "appends failed",
+            ]);
+            for (i, kill) in kills.iter().enumerate() {
+                t.add_row(vec![
+                    (i + 1).to_string(),
+                    kill.leader.to_string(),
+                    recovery::show(kill.first_ack),
+                    recovery::show(kill.all_clients),
+                    kill.failed.to_string(),
+                ]);
+            }
+            let worst = |f: fn(&Kill) -> Option<Duration>| {
+                kills
+                    .iter()
+                    .map(f)
+                    .collect::<Option<Vec<_>>>()
+                    .and_then(|d| d.into_iter().max())
+            };
+            let max_first = worst(|k| k.first_ack);
+            t.add_row(vec![
+                "max".into(),
+                String::new(),
+                format!(
+                    "{}{}",
+                    recovery::show(max_first),
+                    if max_first.is_some_and(|d| d <= Duration::from_secs(2)) {
+                        ""
+                    } else {
+                        " ✗"
+                    }
+                ),
+                recovery::show(worst(|k| k.all_clients)),
+                String::new(),
+            ]);
+            println!("{t}");
+            println!("\nTarget: appends acknowledged again within 2 s of the kill.");
+        }
+        None => println!("Not measured (see below)."),
+    }
+
+    if !figures.failures.is_empty() {
+        println!("\n## Not measured\n");
+        for (system, e) in &figures.failures {
+            println!("- {}: {e}", system.name());
+        }
+    }
+}
+
+/// Throughput, p50 and p99 of a cell, or dashes when it was not measured.
+fn columns(result: Option<&CellResult>) -> [String; 3] {
+    result.map_or_else(
+        || ["—".into(), "—".into(), "—".into()],
+        |r| [rate(r.throughput), millis(r.p50_us()), millis(r.p99_us())],
+    )
+}
+
+fn print_trouble(figures: &Figures, systems: &[System]) {
+    for (system, result) in figures.cells.iter().filter(|(s, _)| systems.contains(s)) {
+        let trouble = trouble(result);
+        if !trouble.is_empty() {
+            println!(
+                "- {} {} B x {}:{trouble}",
+                system.name(),
+                result.cell.event_bytes,
+                result.cell.clients
+            );
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! The systems the benchmark appends to, each acknowledging an append only once it is as
+//! durable as that system makes it, and all under the same client policy: one attempt waits at
+//! most [`ATTEMPT_TIMEOUT`], then the append is retried with the same key.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
+use bulkhead_loadtest::cell::{AppendTarget, Bounds, Cell, Failure, run_cell};
+use bulkhead_runtime::bus::{BusError, NatsBus, NatsOptions, TypedBus};
+use bulkhead_schema::Subject;
+use bulkhead_schema::messages::eventlog::{
+    AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent,
+};
+use bytes::Bytes;
+use futures::StreamExt as _;
+
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Bulkhead's event log, through the path every service uses: a typed request on the append
+/// subject, answered by a replica once the append is committed (fsynced on a majority).
+pub struct BulkheadLog {
+    bus: TypedBus,
+    subject: Subject,
+}
+
+impl BulkheadLog {
+    pub async fn connect(nats_url: &str) -> anyhow::Result<Self> {
+        let bus = NatsBus::connect(&NatsOptions {
+            url: nats_url.to_owned(),
+            client_name: "eventlog-bench".into(),
+            ..NatsOptions::default()
+        })
+        .await?;
+        Ok(BulkheadLog {
+            bus: TypedBus::new(Arc::new(bus)),
+            subject: Subject::eventlog_append(),
+        })
+    }
+}
+
+impl AppendTarget for BulkheadLog {
+    async fn append(&self, client: usize, key: &str, payload: Bytes) -> Result<(), Failure> {
+        let request = AppendRequest {
+            // A stream per client, as each aggregate has its own.
+            stream: format!("bench-{client}"),
+            expected_version: ExpectedVersion::Any,
+            idempotency_key: key.to_owned(),
+            events: vec![NewEvent {
+                event_type: "bench.Appended".into(),
+                data: payload.to_vec(),
+            }],
+        };
+        let reply = self
+            .bus
+            .request::<AppendRequest, AppendReply>(&self.subject, &request, ATTEMPT_TIMEOUT)
+            .await;
+        match reply {
+            Ok(decoded) => match decoded.message {
+                AppendReply::Decided(AppendOutcome::Appended { .. }) => Ok(()),
+                AppendReply::Unavailable { reason } => Err(Failure::Retry(reason)),
+                other => Err(Failure::Fatal(format!("unexpected reply {other:?}"))),
+            },
+            Err(
+                e @ (BusError::Timeout { .. } | BusError::NoResponders(_) | BusError::Transport(_)),
+            ) => Err(Failure::Retry(e.to_string())),
+            Err(e) => Err(Failure::Fatal(e.to_string())),
+        }
+    }
+}
+
+/// A JetStream stream on file storage, published to with the ack awaited. The append's key is
+/// the `Nats-Msg-Id`, so JetStream deduplicates retries as our log does idempotency keys.
+pub struct JetStreamStream {
+    context: jetstream::Context,
+}
+
+impl JetStreamStream {
+    /// Creates the stream, retrying while the cluster elects its meta leader.
+    pub async fn create(nats_url: &str, replicas: usize) -> anyhow::Result<Self> {
+        let client = async_nats::connect(nats_url).await?;
+        let context = jetstream::ContextBuilder::new()
+            .timeout(ATTEMPT_TIMEOUT)
+            .build(client);
+        let config = stream::Config {
+            name: "BENCH".into(),
+            subjects: vec!["bench.>".into()],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            match context.get_or_create_stream(config.clone()).await {
+                Ok(_) => break,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+                Err(e) => return Err(e).context("create the JetStream stream"),
+            }
+        }
+        Ok(JetStreamStream { context })
+    }
+}
+
+impl AppendTarget for JetStreamStream {
+    async fn append(&self, client: usize, key: &str, payload: Bytes) -> Result<(), Failure> {
+        let publish = PublishMessage::build().payload(payload).message_id(key);
+        let acked = async {
+            self.context
+                .send_publish(format!("bench.{client}"), publish)
+                .await?
+                .await
+        };
+        match acked.await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.kind() {
+                PublishErrorKind::TimedOut
+                | PublishErrorKind::BrokenPipe
+                | PublishErrorKind::StreamNotFound
+                | PublishErrorKind::Other => Err(Failure::Retry(e.to_string())),
+                _ => Err(Failure::Fatal(e.to_string())),
+            },
+        }
+    }
+}
+
+/// The disk floor: sled, as our log store uses it, with every write flushed (fsynced) before
+/// it counts. Concurrent writers share flushes, as concurrent appends share a Raft entry.
+pub struct RawSled {
+    db: sled::Db,
+    _dir: tempfile::TempDir,
+}
+
+impl RawSled {
+    pub fn open() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("bench-sled-").tempdir()?;
+        Ok(RawSled {
+            db: sled::open(dir.path())?,
+            _dir: dir,
+        })
+    }
+}
+
+impl AppendTarget for RawSled {
+    async fn append(&self, _client: usize, key: &str, payload: Bytes) -> Result<(), Failure> {
+        let fatal = |e: sled::Error| Failure::Fatal(e.to_string());
+        self.db
+            .insert(key.as_bytes(), payload.as_ref())
+            .map_err(fatal)?;
+        self.db.flush_async().await.map_err(fatal)?;
+        Ok(())
+    }
+}
+
+/// The messaging floor: a NATS core request to a responder that echoes it, on one server.
+pub struct NatsRoundTrip {
+    client: async_nats::Client,
+    responder: tokio::task::JoinHandle<()>,
+}
+
+const ECHO_SUBJECT: &str = "bench.echo";
+
+impl NatsRoundTrip {
+    pub async fn start(nats_url: &str) -> anyhow::Result<Self> {
+        let responder_client = async_nats::connect(nats_url).await?;
+        let mut requests = responder_client.subscribe(ECHO_SUBJECT).await?;
+        responder_client.flush().await?;
+        // Lives as long as the subscription, which ends when the task is aborted on drop.
+        let responder = tokio::spawn(async move {
+            while let Some(request) = requests.next().await {
+                if let Some(reply) = request.reply {
+                    let _ = responder_client.publish(reply, request.payload).await;
+                }
+            }
+        });
+        Ok(NatsRoundTrip {
+            client: async_nats::connect(nats_url).await?,
+            responder,
+        })
+    }
+}
+
+impl Drop for NatsRoundTrip {
+    fn drop(&mut self) {
+        self.responder.abort();
+    }
+}
+
+impl AppendTarget for NatsRoundTrip {
+    async fn append(&self, _client: usize, _key: &str, payload: Bytes) -> Result<(), Failure> {
+        let request = async_nats::Request::new()
+            .payload(payload)
+            .timeout(Some(ATTEMPT_TIMEOUT));
+        match self.client.send_request(ECHO_SUBJECT, request).await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.kind() {
+                async_nats::client::RequestErrorKind::TimedOut
+                | async_nats::client::RequestErrorKind::NoResponders => {
+                    Err(Failure::Retry(e.to_string()))
+                }
+                _ => Err(Failure::Fatal(e.to_string())),
+            },
+        }
+    }
+}
+
+/// Waits until `target` acknowledges an append: one append, retried for up to `within`.
+pub async fn wait_until_appending<T: AppendTarget>(
+    target: &Arc<T>,
+    within: Duration,
+) -> anyhow::Result<()> {
+    // Each probe is a new append, not a retry of an earlier probe's.
+    static PROBES: AtomicU64 = AtomicU64::new(0);
+    let probe = run_cell(
+        target,
+        Cell {
+            event_bytes: 16,
+            clients: 1,
+        },
+        Bounds {
+            warmup: Duration::ZERO,
+            window: within,
+            max_appends: 1,
+            give_up_after: within,
+        },
+        &format!("ready-{}", PROBES.fetch_add(1, Ordering::Relaxed)),
+    )
+    .await?;
+    match probe.last_failure {
+        Some(reason) if probe.acks.is_empty() => {
+            anyhow::bail!("no append acknowledged within {within:?}: {reason}")
+        }
+        _ => Ok(()),
+    }
+}

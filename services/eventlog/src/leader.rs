@@ -1,0 +1,231 @@
+//! Requests only the leader can decide: appends, linearizable reads, membership changes, and
+//! the cluster's status. A replica serves one itself when it leads, and otherwise hands it to
+//! the leader it knows over the Raft listener (`/client/...`); one hop only, so that a request
+//! never circles while leadership moves.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use bulkhead_schema::messages::eventlog::{
+    AppendOutcome, AppendRequest, LogStatus, MembershipReply, MembershipRequest, ReadReply,
+    ReadRequest, ReadStreamRequest, StatusRequest,
+};
+use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Raft};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::node::{Inner, members};
+use crate::{AppendCommand, LogRequest, NodeId, TypeConfig, metrics};
+
+/// How long the leader waits for a write to commit before answering that it could not decide;
+/// the caller retries (with the same idempotency key for appends).
+pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long the leader may take to confirm it still leads before a linearizable read.
+const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// This replica turned out not to lead (any more) when it tried to decide.
+pub(crate) struct NotLeader;
+
+/// A request the leader decides.
+pub(crate) trait LeaderOp: Serialize + DeserializeOwned + Send + 'static {
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    /// Where a replica hands it to the leader.
+    const PATH: &'static str;
+
+    /// Decides the request on this replica, which believes it leads.
+    fn on_leader(self, node: &Inner)
+    -> impl Future<Output = Result<Self::Reply, NotLeader>> + Send;
+
+    /// The answer when the leader cannot be reached or does not know.
+    fn unavailable(node: &Inner, reason: String) -> impl Future<Output = Self::Reply> + Send;
+}
+
+/// Appends batched by one replica: decided as one Raft entry, one outcome per append.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(crate) struct AppendBatch(pub(crate) Vec<AppendRequest>);
+
+impl LeaderOp for AppendBatch {
+    /// The outcomes, or why none was decided.
+    type Reply = Result<Vec<AppendOutcome>, String>;
+    const PATH: &'static str = "/client/append";
+
+    async fn on_leader(self, node: &Inner) -> Result<Self::Reply, NotLeader> {
+        let proposed_at_ms = bulkhead_runtime::now_ms();
+        let commands = self
+            .0
+            .into_iter()
+            .map(|request| AppendCommand {
+                request,
+                proposed_at_ms,
+            })
+            .collect();
+        metrics::entry_proposed();
+        let written = tokio::time::timeout(
+            COMMIT_TIMEOUT,
+            node.raft.client_write(LogRequest { commands }),
+        )
+        .await;
+        match written {
+            Ok(Ok(response)) => Ok(Ok(response.data.outcomes)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(NotLeader),
+            Ok(Err(error)) => Ok(Err(error.to_string())),
+            Err(_) => Ok(Err(not_committed())),
+        }
+    }
+
+    async fn unavailable(_: &Inner, reason: String) -> Self::Reply {
+        Err(reason)
+    }
+}
+
+fn not_committed() -> String {
+    format!("not committed within {COMMIT_TIMEOUT:?}; retry")
+}
+
+impl LeaderOp for ReadRequest {
+    type Reply = ReadReply;
+    const PATH: &'static str = "/client/read";
+
+    async fn on_leader(self, node: &Inner) -> Result<ReadReply, NotLeader> {
+        Ok(match confirm_leadership(&node.raft).await? {
+            Ok(()) => node.read_local(&self),
+            Err(reason) => ReadReply::Unavailable { reason },
+        })
+    }
+
+    async fn unavailable(_: &Inner, reason: String) -> ReadReply {
+        ReadReply::Unavailable { reason }
+    }
+}
+
+impl LeaderOp for ReadStreamRequest {
+    type Reply = ReadReply;
+    const PATH: &'static str = "/client/read_stream";
+
+    async fn on_leader(self, node: &Inner) -> Result<ReadReply, NotLeader> {
+        Ok(match confirm_leadership(&node.raft).await? {
+            Ok(()) => node.read_stream_local(&self),
+            Err(reason) => ReadReply::Unavailable { reason },
+        })
+    }
+
+    async fn unavailable(_: &Inner, reason: String) -> ReadReply {
+        ReadReply::Unavailable { reason }
+    }
+}
+
+/// Waits until this replica has applied everything committed before now, having checked with
+/// a quorum that it still leads: then a read of its state is linearizable.
+async fn confirm_leadership(raft: &Raft<TypeConfig>) -> Result<Result<(), String>, NotLeader> {
+    match tokio::time::timeout(READ_TIMEOUT, raft.ensure_linearizable()).await {
+        Ok(Ok(_)) => Ok(Ok(())),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(_)))) => Err(NotLeader),
+        Ok(Err(error)) => Ok(Err(error.to_string())),
+        Err(_) => Ok(Err(format!(
+            "the leader could not confirm its leadership within {READ_TIMEOUT:?}; retry"
+        ))),
+    }
+}
+
+impl LeaderOp for StatusRequest {
+    type Reply = LogStatus;
+    const PATH: &'static str = "/client/status";
+
+    async fn on_leader(self, node: &Inner) -> Result<LogStatus, NotLeader> {
+        Ok(node.local_status().await)
+    }
+
+    /// Without a leader, this replica's own view is the best answer there is.
+    async fn unavailable(node: &Inner, _: String) -> LogStatus {
+        node.local_status().await
+    }
+}
+
+impl LeaderOp for MembershipRequest {
+    type Reply = MembershipReply;
+    const PATH: &'static str = "/client/membership";
+
+    async fn on_leader(self, node: &Inner) -> Result<MembershipReply, NotLeader> {
+        let raft = &node.raft;
+        let change = async {
+            match self {
+                MembershipRequest::AddLearner { node_id, addr } => {
+                    // Not blocking: the learner's progress shows in the status.
+                    raft.add_learner(node_id, BasicNode::new(addr), false).await
+                }
+                MembershipRequest::Promote { node_id } => {
+                    raft.change_membership(
+                        ChangeMembers::AddVoterIds(BTreeSet::from([node_id])),
+                        false,
+                    )
+                    .await
+                }
+                MembershipRequest::Remove { node_id } => {
+                    let change = match removal(raft, node_id) {
+                        Some(change) => change,
+                        None => return Ok(None),
+                    };
+                    raft.change_membership(change, false).await
+                }
+            }
+            .map(Some)
+        };
+        let reply = match tokio::time::timeout(COMMIT_TIMEOUT, change).await {
+            Err(_) => unavailable(not_committed()),
+            Ok(Ok(Some(_))) => {
+                let (voters, learners) = members(&raft.metrics().borrow());
+                MembershipReply::Changed { voters, learners }
+            }
+            Ok(Ok(None)) => rejected("unknown_node", "no such replica in the membership"),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => {
+                return Err(NotLeader);
+            }
+            Ok(Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(error)))) => {
+                match &error {
+                    ChangeMembershipError::InProgress(_) => unavailable(error.to_string()),
+                    ChangeMembershipError::EmptyMembership(_) => {
+                        rejected("empty_membership", &error.to_string())
+                    }
+                    ChangeMembershipError::LearnerNotFound(_) => {
+                        rejected("learner_not_found", &error.to_string())
+                    }
+                }
+            }
+            Ok(Err(error)) => unavailable(error.to_string()),
+        };
+        Ok(reply)
+    }
+
+    async fn unavailable(_: &Inner, reason: String) -> MembershipReply {
+        unavailable(reason)
+    }
+}
+
+/// How to remove `node_id`: as a voter (which also forgets its address) or as a learner.
+fn removal(raft: &Raft<TypeConfig>, node_id: NodeId) -> Option<ChangeMembers<NodeId, BasicNode>> {
+    let metrics = raft.metrics();
+    let metrics = metrics.borrow();
+    let membership = metrics.membership_config.membership();
+    let ids = BTreeSet::from([node_id]);
+    if membership.voter_ids().any(|id| id == node_id) {
+        Some(ChangeMembers::RemoveVoters(ids))
+    } else if membership.get_node(&node_id).is_some() {
+        Some(ChangeMembers::RemoveNodes(ids))
+    } else {
+        None
+    }
+}
+
+fn rejected(kind: &str, reason: &str) -> MembershipReply {
+    MembershipReply::Rejected {
+        kind: kind.into(),
+        reason: reason.into(),
+    }
+}
+
+fn unavailable(reason: String) -> MembershipReply {
+    MembershipReply::Unavailable { reason }
+}

@@ -1,0 +1,265 @@
+//! The NATS shell around a replica: requests in, replies and committed events out, heartbeats.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bulkhead_runtime::bus::{Subscription, TypedBus};
+use bulkhead_runtime::health::{HEARTBEAT_INTERVAL, Health};
+use bulkhead_runtime::{metrics as bus_metrics, telemetry};
+use bulkhead_schema::messages::eventlog::{
+    AppendRequest, CommittedEvents, MembershipRequest, ReadRequest, ReadStreamRequest,
+    RequestRejected, StatusRequest,
+};
+use bulkhead_schema::messages::health::ServiceState;
+use bulkhead_schema::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, Envelope, Subject, WireMessage};
+use futures::StreamExt;
+use openraft::ServerState;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::node::{Inner, MAX_PAGE_BYTES, MAX_PAGE_EVENTS, fitting};
+use crate::{EventlogConfig, EventlogError, LogNode};
+
+/// Every replica serves the shared subjects in this queue group: one of them takes each request.
+const QUEUE_GROUP: &str = "eventlog";
+
+/// Requests of one subject being handled at once; more wait in the subscription (and NATS
+/// drops them if they pile up, as it does for any slow consumer).
+const REQUESTS_IN_FLIGHT: usize = 4096;
+
+/// Runs one replica until `shutdown`: the Raft node and its listener, the NATS subjects, the
+/// committed-event stream (while it leads) and heartbeats. Returns an error when the replica
+/// cannot start or its Raft node dies.
+pub async fn run(
+    config: EventlogConfig,
+    bus: TypedBus,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(), EventlogError> {
+    let node = LogNode::start(config).await?;
+    let served = serve(&node, bus, health, shutdown).await;
+    node.shutdown().await;
+    served
+}
+
+async fn serve(
+    node: &LogNode,
+    bus: TypedBus,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(), EventlogError> {
+    let inner = node.inner();
+    let id = inner.id;
+    let raw = bus.raw();
+    let shared = async |subject: Subject| raw.queue_subscribe(&subject, QUEUE_GROUP).await;
+    let append = shared(Subject::eventlog_append()).await?;
+    let read = shared(Subject::eventlog_read()).await?;
+    let read_stream = shared(Subject::eventlog_read_stream()).await?;
+    let status = shared(Subject::eventlog_status()).await?;
+    let membership = shared(Subject::eventlog_membership()).await?;
+    let node_append = raw.subscribe(&Subject::eventlog_node_append(id)).await?;
+    let node_read = raw.subscribe(&Subject::eventlog_node_read(id)).await?;
+    let node_status = raw.subscribe(&Subject::eventlog_node_status(id)).await?;
+
+    let stop = shutdown.child_token();
+    let server = Server {
+        bus: &bus,
+        node: inner,
+        stop: &stop,
+    };
+    let work = async {
+        tokio::join!(
+            server.answer(append, |node: Arc<Inner>, request: AppendRequest| async move {
+                node.append(request).await
+            }),
+            server.answer(node_append, |node: Arc<Inner>, request: AppendRequest| async move {
+                node.append(request).await
+            }),
+            server.answer(read, |node: Arc<Inner>, request: ReadRequest| async move {
+                node.via_leader(request).await
+            }),
+            server.answer(read_stream, |node: Arc<Inner>, request: ReadStreamRequest| async move {
+                node.via_leader(request).await
+            }),
+            server.answer(status, |node: Arc<Inner>, request: StatusRequest| async move {
+                node.via_leader(request).await
+            }),
+            server.answer(membership, |node: Arc<Inner>, request: MembershipRequest| async move {
+                node.via_leader(request).await
+            }),
+            server.answer(node_read, |node: Arc<Inner>, request: ReadRequest| async move {
+                node.read_local(&request)
+            }),
+            server.answer(node_status, |node: Arc<Inner>, _: StatusRequest| async move {
+                node.local_status().await
+            }),
+            publish_committed(inner, &bus, &stop),
+            watch_leadership(inner, &health, &stop),
+            health
+                .clone()
+                .publish_heartbeats(bus.clone(), HEARTBEAT_INTERVAL, stop.clone()),
+        )
+    };
+    tracing::info!(node_id = id, "eventlog serving on NATS");
+    tokio::select! {
+        _ = work => Ok(()),
+        error = node.failed() => {
+            tracing::error!(%error, "the replica failed");
+            stop.cancel();
+            Err(error)
+        }
+    }
+}
+
+struct Server<'a> {
+    bus: &'a TypedBus,
+    node: &'a Arc<Inner>,
+    stop: &'a CancellationToken,
+}
+
+impl Server<'_> {
+    /// Answers the requests of one subscription, each in its own task (appends must meet in
+    /// the batcher). A request that cannot be read is refused with a [`RequestRejected`].
+    async fn answer<Q, R, F, Fut>(&self, mut requests: Subscription, handle: F)
+    where
+        Q: WireMessage,
+        R: WireMessage,
+        F: Fn(Arc<Inner>, Q) -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let in_flight = Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT));
+        loop {
+            let message = tokio::select! {
+                _ = self.stop.cancelled() => break,
+                message = requests.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            let decoded = match Envelope::decode::<Q>(&message.payload, DEFAULT_MAX_MESSAGE_BYTES) {
+                Ok(decoded) => decoded,
+                Err(error) => {
+                    self.refuse::<Q>(&message.subject, message.reply.as_ref(), error)
+                        .await;
+                    continue;
+                }
+            };
+            let slot = in_flight
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let span = tracing::debug_span!("eventlog request", subject = %message.subject);
+            telemetry::follow_trace_context(&decoded.envelope, &span);
+            let answer = handle(self.node.clone(), decoded.message);
+            let bus = self.bus.clone();
+            tokio::spawn(
+                async move {
+                    let reply = answer.await;
+                    if let Some(to) = message.reply
+                        && let Err(error) = bus.reply(&to, &reply).await
+                    {
+                        tracing::warn!(%error, "cannot send a reply");
+                    }
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    async fn refuse<Q: WireMessage>(
+        &self,
+        subject: &str,
+        reply: Option<&Subject>,
+        error: DecodeError,
+    ) {
+        bus_metrics::bus_rejected(Q::TYPE, error.kind());
+        tracing::warn!(subject, expected = Q::TYPE, %error, "refused a request");
+        if let Some(to) = reply {
+            let refusal = RequestRejected {
+                kind: error.kind().into(),
+                reason: error.to_string(),
+            };
+            if let Err(error) = self.bus.reply(to, &refusal).await {
+                tracing::warn!(%error, "cannot send a refusal");
+            }
+        }
+    }
+}
+
+/// Publishes committed events in log order while this replica leads. On becoming leader it
+/// starts after what it has applied by then: events before that were the previous leader's to
+/// publish, and a subscriber that missed some fills the gap with a read.
+async fn publish_committed(node: &Inner, bus: &TypedBus, stop: &CancellationToken) {
+    let subject = Subject::eventlog_committed();
+    let mut metrics = node.raft.metrics();
+    let mut published: Option<u64> = None;
+    loop {
+        let leads = metrics.borrow_and_update().state == ServerState::Leader;
+        published = match published {
+            _ if !leads => None,
+            Some(after) => Some(publish_after(node, bus, &subject, after).await),
+            None => match node.reader().last_seq() {
+                Ok(applied) => Some(publish_after(node, bus, &subject, applied).await),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot read the last sequence number");
+                    None
+                }
+            },
+        };
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            changed = metrics.changed() => if changed.is_err() { break },
+        }
+    }
+}
+
+/// Publishes every applied event after sequence number `after`; returns the last published.
+async fn publish_after(node: &Inner, bus: &TypedBus, subject: &Subject, mut after: u64) -> u64 {
+    loop {
+        let mut events = match node.reader().read(after + 1, MAX_PAGE_EVENTS) {
+            Ok(events) if events.is_empty() => return after,
+            Ok(events) => events,
+            Err(error) => {
+                tracing::warn!(%error, after, "cannot read committed events");
+                return after;
+            }
+        };
+        events.truncate(fitting(&events, MAX_PAGE_BYTES));
+        after = events.last().map_or(after, |event| event.seq);
+        // At most once, as NATS core is: subscribers fill gaps from the log.
+        if let Err(error) = bus.publish(subject, &CommittedEvents { events }).await {
+            tracing::warn!(%error, "cannot publish committed events");
+        }
+    }
+}
+
+/// Ready while a leader is known, Degraded (saying why) otherwise.
+async fn watch_leadership(node: &Inner, health: &Health, stop: &CancellationToken) {
+    let mut metrics = node.raft.metrics();
+    loop {
+        let state = {
+            let metrics = metrics.borrow_and_update();
+            match metrics.current_leader {
+                Some(_) => (ServiceState::Ready, None),
+                None => (
+                    ServiceState::Degraded,
+                    Some(format!(
+                        "no leader known (this replica: {:?}, term {})",
+                        metrics.state, metrics.current_term
+                    )),
+                ),
+            }
+        };
+        // Every change of state is a heartbeat; metrics change far more often than that.
+        if health.state() != state {
+            health.set(state.0, state.1);
+        }
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            changed = metrics.changed() => if changed.is_err() { break },
+        }
+    }
+}
