@@ -17,11 +17,12 @@ use crate::{
     cluster::StatusFrom,
     error::Error,
     kinds::Kind,
+    openapi,
     patch::PatchType,
     selector::{self, FieldSelector, LabelSelector},
     sim::Inner,
     store::{Key, Obj},
-    watch,
+    table, watch,
 };
 
 /// The Kubernetes version the simulator claims to be: the oldest kube 5 supports, and within
@@ -35,11 +36,11 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .route("/apis", get(groups))
         .route("/api/{*rest}", any(core))
         .route("/apis/{*rest}", any(grouped))
+        .route("/openapi/v3", get(openapi::index))
+        .route("/openapi/v3/{*gv}", get(openapi::document))
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
-        // everything else, /openapi/v2 and /openapi/v3 included, is a 404 Status: kubectl then
-        // skips client-side validation and server-side field validation
         .fallback(|| async { Error::NoSuchPath })
         .with_state(inner)
 }
@@ -327,7 +328,7 @@ fn patch_type(headers: &HeaderMap) -> Result<PatchType, Error> {
     PatchType::from_content_type(content_type)
 }
 
-fn raw(status: StatusCode, obj: &Obj) -> Response {
+fn raw(status: StatusCode, obj: &Arc<Obj>) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], obj.raw.clone()).into_response()
 }
 
@@ -339,7 +340,7 @@ fn json_result(result: Result<Value, Error>) -> Response {
 }
 
 /// The `autoscaling/v1` Scale view of a scalable object.
-fn scale_of(obj: &Obj) -> Value {
+fn scale_of(obj: &Arc<Obj>) -> Value {
     let (v, meta) = (&obj.value, &obj.value["metadata"]);
     json!({
         "kind": "Scale",
@@ -395,6 +396,9 @@ fn list(inner: &Inner, target: &Target, req: &Request) -> Result<Response, Error
         Ok::<_, Error>((rv, items, more))
     })?;
     let next = if more { items.last().map(|o| continue_token(rv, &o.key())) } else { None };
+    if table::wanted(&req.headers) {
+        return Ok(Json(table::render(kind, rv, next, &items)).into_response());
+    }
     let mut metadata = json!({ "resourceVersion": rv.to_string() });
     if let Some(next) = next {
         metadata["continue"] = json!(next);

@@ -369,10 +369,11 @@ impl Cluster {
                 })
             })
             .collect();
+        let conditions = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
+            .map(condition);
         obj["status"] = json!({
             "phase": "Running",
-            "conditions": ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
-                .map(condition),
+            "conditions": conditions,
             "hostIP": host_ip.to_string(),
             "hostIPs": [{ "ip": host_ip.to_string() }],
             "podIP": pod_ip.to_string(),

@@ -146,15 +146,6 @@ impl Desc {
         }
     }
 
-    /// `deployment.apps`, as kubectl names a kind in messages.
-    pub fn qualified(&self) -> String {
-        if self.group.is_empty() {
-            self.singular().to_string()
-        } else {
-            format!("{}.{}", self.singular(), self.group)
-        }
-    }
-
     /// `deployment`: every kind's singular is its lower-cased name.
     pub fn singular(&self) -> String {
         self.name.to_ascii_lowercase()
@@ -277,7 +268,7 @@ mod tests {
         assert_eq!(Kind::from_type("apps/v1", "Deployment"), Some(Kind::Deployment));
         assert_eq!(Kind::from_type("v1", "Deployment"), None);
         assert_eq!(Kind::from_plural("", "v1", "pods"), Some(Kind::Pod));
-        assert_eq!(Kind::Deployment.desc().qualified(), "deployment.apps");
+        assert_eq!(Kind::Deployment.desc().resource(), "deployments.apps");
         assert_eq!(Kind::groups(), ["discovery.k8s.io", "apps", "batch"]);
     }
 }

@@ -55,7 +55,7 @@ impl Simulator {
                 )?;
             }
             if pods_per_node > 0 {
-                c.create(Kind::DaemonSet, daemonset("kube-system", "node-agent", "node-agent", true))?;
+                c.create(Kind::DaemonSet, daemonset("kube-system", "node-agent", "registry.example/node-agent:1.0"))?;
             }
             Ok::<_, Error>(())
         })?;
@@ -98,7 +98,7 @@ impl Simulator {
             self.seed_cluster(3, 0)?;
         }
         self.inner.write(|c| {
-            c.create(Kind::DaemonSet, daemonset("kube-system", "kube-proxy", "registry.k8s.io/kube-proxy:v1.33.0", true))?;
+            c.create(Kind::DaemonSet, daemonset("kube-system", "kube-proxy", "registry.k8s.io/kube-proxy:v1.33.0"))?;
             for ns in ["shop", "payments"] {
                 c.create(Kind::Namespace, json!({ "metadata": { "name": ns, "labels": { "env": "production" } } }))?;
             }
@@ -184,9 +184,10 @@ fn create_db(c: &mut Cluster, ns: &str, app: &str, image: &str) -> Result<(), Er
     Ok(())
 }
 
-fn daemonset(ns: &str, name: &str, image: &str, host_network: bool) -> Value {
+/// A DaemonSet of host-network pods, as node agents are.
+fn daemonset(ns: &str, name: &str, image: &str) -> Value {
     let mut template = pod_template(name, "system", image, None, "Always");
-    template["spec"]["hostNetwork"] = json!(host_network);
+    template["spec"]["hostNetwork"] = json!(true);
     json!({
         "metadata": { "name": name, "namespace": ns, "labels": { "app": name } },
         "spec": { "selector": { "matchLabels": { "app": name } }, "template": template },

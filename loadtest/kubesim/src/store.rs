@@ -33,6 +33,11 @@ impl Obj {
         Arc::new(Obj { value, raw, rv })
     }
 
+    #[cfg(test)]
+    pub fn for_test(value: Value) -> Arc<Obj> {
+        Obj::new(value, 1)
+    }
+
     pub fn key(&self) -> Key {
         key_of(&self.value)
     }

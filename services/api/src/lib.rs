@@ -35,6 +35,7 @@ mod auth;
 mod error;
 mod health;
 mod keys;
+mod log;
 mod metrics;
 mod orgs;
 mod routes;
@@ -70,6 +71,8 @@ pub struct ApiConfig {
 pub(crate) struct AppState {
     keys: Arc<keys::KeyStore>,
     board: Arc<Mutex<health::HealthBoard>>,
+    /// How handlers reach the services that own the data.
+    bus: TypedBus,
 }
 
 impl AppState {
@@ -116,6 +119,7 @@ pub async fn bind(config: ApiConfig, bus: TypedBus) -> Result<BoundApi, ApiError
                 config.expected_services,
                 Instant::now(),
             ))),
+            bus: bus.clone(),
         },
         heartbeats,
         bus,

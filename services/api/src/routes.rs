@@ -12,7 +12,7 @@ use utoipa::openapi::{Content, Ref, RefOr, Response};
 use utoipa_axum::routes;
 
 use crate::error::{self, ErrorBody};
-use crate::{AppState, auth, health, metrics, orgs};
+use crate::{AppState, auth, health, log, metrics, orgs};
 
 /// Routes and their OpenAPI paths, registered together so that neither can drift. Areas build
 /// one with `ApiRouter::default()` (not `new()`, which would bring utoipa-axum's own title).
@@ -35,6 +35,7 @@ pub(crate) const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
         (name = "health", description = "Service health"),
         (name = "meta", description = "This API itself"),
         (name = "api_keys", description = "API keys"),
+        (name = "log", description = "The event log: status, events, membership (read-only for events)"),
     )
 )]
 struct ApiDoc;
@@ -49,6 +50,7 @@ pub(crate) fn tree(guard: impl FnOnce(ApiRouter) -> ApiRouter) -> ApiRouter {
     let authenticated = guard(
         ApiRouter::default()
             .nest("/orgs/{org_id}", orgs::routes())
+            .nest("/log", log::routes())
             .fallback(no_route),
     );
     ApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v2", public.merge(authenticated))

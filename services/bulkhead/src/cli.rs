@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::client::Client;
-use crate::{serve, up};
+use crate::{log, serve, up};
 
 /// Bulkhead: micro-segmentation for Kubernetes and OpenShift.
 ///
@@ -57,6 +57,9 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show the health of every service; exits 0 only when all are healthy.
     Health,
+    /// The event log: status, events, membership.
+    #[command(subcommand)]
+    Log(log::LogCommand),
 }
 
 /// Where `bulkhead up` keeps its data unless told otherwise.
@@ -68,6 +71,9 @@ impl Cli {
             Command::Up(args) => up::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Health => Client::new(&self.remote)?.health(self.remote.output).await,
+            Command::Log(command) => {
+                log::run(&Client::new(&self.remote)?, self.remote.output, command).await
+            }
         }
     }
 }

@@ -29,29 +29,50 @@ impl Client {
         })
     }
 
-    /// GETs `path` (below `/api/v2`) and returns the status and JSON body; API errors in the
-    /// standard error shape are returned as `Err` with their message.
-    async fn get(&self, path: &str) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+    /// Sends a request to `path` (below `/api/v2`) and returns the JSON body of the answer,
+    /// whatever its status.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
         let url = format!("{}/api/v2{path}", self.base);
-        let mut request = self.http.get(&url);
+        let mut request = self.http.request(method, &url);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
         }
         let response = request
             .send()
             .await
             .with_context(|| format!("cannot reach {url}"))?;
         let status = response.status();
-        let body: Value = response
+        response
             .json()
             .await
-            .with_context(|| format!("{url} answered {status} without JSON"))?;
-        Ok((status, body))
+            .with_context(|| format!("{url} answered {status} without JSON"))
+    }
+
+    /// Like [`Self::send`], but an answer in the error shape is an `Err` with its message.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<Value> {
+        let answer = self.send(method, path, body).await?;
+        if answer.get("error").is_some() {
+            return Err(api_error(&answer));
+        }
+        Ok(answer)
     }
 
     /// `bulkhead health`.
     pub async fn health(&self, output: Output) -> anyhow::Result<ExitCode> {
-        let (_, body) = self.get("/health").await?;
+        let body = self.send(reqwest::Method::GET, "/health", None).await?;
         let status = body["status"].as_str().ok_or_else(|| api_error(&body))?;
         match output {
             Output::Json => println!("{}", serde_json::to_string_pretty(&body)?),
@@ -79,7 +100,27 @@ impl Client {
     }
 }
 
-fn text(value: &Value) -> String {
+/// Prints `rows` (JSON objects) as a table of `columns`, or the whole answer as JSON.
+pub fn print(
+    output: Output,
+    answer: &Value,
+    rows: &[Value],
+    columns: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    if output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(answer)?);
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.set_header(columns.iter().map(|(header, _)| *header));
+    for row in rows {
+        table.add_row(columns.iter().map(|(_, key)| text(&row[*key])));
+    }
+    println!("{table}");
+    Ok(())
+}
+
+pub fn text(value: &Value) -> String {
     value
         .as_str()
         .map_or_else(|| value.to_string(), str::to_owned)

@@ -8,6 +8,7 @@
 
 mod cli;
 mod client;
+mod log;
 mod serve;
 mod supervisor;
 mod up;

@@ -170,7 +170,7 @@ struct Cluster {
     network: Network,
     replicas: BTreeMap<u64, Replica>,
     _nats: NatsServer,
-    _dir: tempfile::TempDir,
+    _dir: std::mem::ManuallyDrop<tempfile::TempDir>,
 }
 
 impl Cluster {
@@ -178,6 +178,7 @@ impl Cluster {
         let nats = NatsServer::start();
         let bus = TypedBus::new(Arc::new(nats.connect().await));
         let dir = tempfile::tempdir().unwrap();
+        eprintln!("DEBUG dir {}", dir.path().display());
         let network = Network::new();
         let mut listens = BTreeMap::new();
         let mut proxies = BTreeMap::new();
@@ -235,7 +236,7 @@ impl Cluster {
             network,
             replicas,
             _nats: nats,
-            _dir: dir,
+            _dir: std::mem::ManuallyDrop::new(dir),
         }
     }
 
@@ -261,9 +262,12 @@ impl Cluster {
             || async move {
                 let mut leaders = BTreeSet::new();
                 for id in ids {
-                    leaders.insert(self.status(*id).await?.leader?);
+                    let st = self.status(*id).await;
+                eprintln!("DEBUG {id}: {st:?}");
+                leaders.insert(st?.leader?);
                 }
-                let leader = *leaders.first()?;
+                eprintln!("DEBUG leaders {leaders:?}");
+            let leader = *leaders.first()?;
                 (leaders.len() == 1 && ids.contains(&leader)).then_some(leader)
             },
         )

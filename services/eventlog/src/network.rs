@@ -177,9 +177,13 @@ impl Peer {
             .client
             .call(&self.addr, path, request, option.hard_ttl())
             .await
-            .map_err(|error| match error {
-                // Unreachable makes openraft back off instead of retrying at once.
+            .map_err(|error| match &error {
+                // A peer that refuses or drops connections is down or cut off: Unreachable
+                // makes openraft back off instead of retrying in a tight loop.
                 CallError::Connect { .. } => RPCError::Unreachable(Unreachable::new(&error)),
+                CallError::Transport { source, .. } if !source.is_timeout() => {
+                    RPCError::Unreachable(Unreachable::new(&error))
+                }
                 _ => RPCError::Network(NetworkError::new(&error)),
             })?;
         answer.map_err(|error| RPCError::RemoteError(RemoteError::new(self.target, error)))
