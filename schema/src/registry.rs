@@ -4,6 +4,10 @@ use crate::messages::eventlog::{
     ReadStreamRequest, RecordedEvent, ReplicationProgress, RequestRejected, StatusRequest,
 };
 use crate::messages::health::{ServiceHeartbeat, ServiceState};
+use crate::messages::inventory::{
+    ClusterCredentials, ClusterHeartbeat, ClusterReport, DigestReply, DigestRequest,
+    InventoryEvent, ObjectDetails, Observation, ObservedObject, OwnerRef, ReportAck, ResourceKind,
+};
 use crate::{DecodeError, Envelope, WireMessage};
 
 /// Everything the contract tests and integrators need to know of one message type.
@@ -113,6 +117,64 @@ wire_messages! {
         kind: "wrong_type".into(),
         reason: "expected a eventlog.AppendRequest message, got eventlog.ReadRequest".into(),
     },
+    ClusterReport => ClusterReport {
+        credentials: example_credentials(),
+        report_id: "2f1c0d9e-4b7a-4f43-9f7e-1f3b2a6c8d10".into(),
+        observations: vec![
+            Observation::Applied(example_pod()),
+            Observation::Deleted { kind: ResourceKind::Pod, uid: "0b9f3c2e-old".into() },
+        ],
+    },
+    ReportAck => ReportAck::Accepted { observations: 2 },
+    ClusterHeartbeat => ClusterHeartbeat {
+        credentials: example_credentials(),
+        clusterlink_version: "0.1.0".into(),
+        kubernetes_version: "v1.32.0".into(),
+        cluster_mode: "legacy".into(),
+        network_type: "overlay".into(),
+    },
+    DigestRequest => DigestRequest {
+        credentials: example_credentials(),
+        kind: ResourceKind::Pod,
+        after_uid: Some("0b9f3c2e-old".into()),
+        limit: 1000,
+    },
+    DigestReply => DigestReply::Page { entries: vec![("7d4e-pod-uid".into(), "4711".into())] },
+    InventoryEvent => InventoryEvent::ObjectApplied {
+        cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+        object: example_pod(),
+    },
+}
+
+fn example_credentials() -> ClusterCredentials {
+    ClusterCredentials {
+        cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+        token: "bct_0123456789abcdef".into(),
+    }
+}
+
+fn example_pod() -> ObservedObject {
+    ObservedObject {
+        kind: ResourceKind::Pod,
+        uid: "7d4e-pod-uid".into(),
+        namespace: "shop".into(),
+        name: "frontend-7c9f8d-abcde".into(),
+        resource_version: "4711".into(),
+        labels: [("app".to_owned(), "frontend".to_owned())].into(),
+        annotations: [("bulkhead.io/app".to_owned(), "shop-frontend".to_owned())].into(),
+        owner: Some(OwnerRef {
+            kind: "ReplicaSet".into(),
+            name: "frontend-7c9f8d".into(),
+            uid: "5a1b-rs-uid".into(),
+        }),
+        details: ObjectDetails::Pod {
+            node_name: "node-1".into(),
+            ips: vec!["10.244.1.7".into()],
+            host_network: false,
+            phase: "Running".into(),
+            containers: vec!["web".into()],
+        },
+    }
 }
 
 fn example_members() -> Vec<LogMember> {

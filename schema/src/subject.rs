@@ -89,6 +89,27 @@ impl Subject {
         Self::join(&["eventlog", "node", &node_id.to_string(), "status"])
     }
 
+    /// clusterlink's observation reports ([`crate::messages::inventory::ClusterReport`]), one
+    /// subject per cluster so that inventory replicas can shard by cluster.
+    pub fn inventory_report(cluster_id: &str) -> Self {
+        Self::join(&["inventory", "report", cluster_id])
+    }
+
+    /// clusterlink's heartbeats ([`crate::messages::inventory::ClusterHeartbeat`]).
+    pub fn inventory_cluster_heartbeat(cluster_id: &str) -> Self {
+        Self::join(&["inventory", "cluster_heartbeat", cluster_id])
+    }
+
+    /// What inventory holds of a cluster ([`crate::messages::inventory::DigestRequest`]).
+    pub fn inventory_digest(cluster_id: &str) -> Self {
+        Self::join(&["inventory", "digest", cluster_id])
+    }
+
+    /// All of one inventory area's per-cluster subjects, for the serving side.
+    pub fn inventory_all_clusters(area: &str) -> Self {
+        Self::join(&["inventory", area, "*"])
+    }
+
     /// A private reply subject (NATS's `_INBOX.` convention) for one request.
     pub fn inbox(token: &str) -> Self {
         let subject = format!("_INBOX.{token}");
@@ -156,6 +177,13 @@ impl fmt::Display for Subject {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inventory_subjects_are_per_cluster() {
+        let all = Subject::inventory_all_clusters("report");
+        assert!(all.matches(Subject::inventory_report("c1").as_str()));
+        assert!(!all.matches(Subject::inventory_digest("c1").as_str()));
+    }
 
     #[test]
     fn constructed_subjects_are_rooted() {

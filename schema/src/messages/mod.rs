@@ -3,3 +3,4 @@
 
 pub mod eventlog;
 pub mod health;
+pub mod inventory;
