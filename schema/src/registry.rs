@@ -5,8 +5,11 @@ use crate::messages::eventlog::{
 };
 use crate::messages::health::{ServiceHeartbeat, ServiceState};
 use crate::messages::inventory::{
-    ClusterCredentials, ClusterHeartbeat, ClusterReport, DigestReply, DigestRequest,
-    InventoryEvent, ObjectDetails, Observation, ObservedObject, OwnerRef, ReportAck, ResourceKind,
+    ClusterCommand, ClusterCommandReply, ClusterCredentials, ClusterError, ClusterHeartbeat,
+    ClusterRef, ClusterReport, ClusterView, DigestReply, DigestRequest, InventoryEvent,
+    InventoryFilter, InventoryItems, InventoryPage, InventoryQuery, InventoryQueryKind,
+    InventoryReply, ObjectDetails, Observation, ObservedObject, OwnerRef, PodWorkloadView,
+    ReportAck, ResourceKind, SyncState, WorkloadRef,
 };
 use crate::{DecodeError, Envelope, WireMessage};
 
@@ -144,6 +147,68 @@ wire_messages! {
         cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
         object: example_pod(),
     },
+    ClusterCommand => ClusterCommand::Update {
+        cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+        name: Some("prod-eu".into()),
+        description: None,
+    },
+    ClusterCommandReply => ClusterCommandReply::Done {
+        cluster: example_cluster(),
+        token: Some("bct_0123456789abcdef".into()),
+    },
+    InventoryQuery => InventoryQuery {
+        what: InventoryQueryKind::PodWorkloads,
+        filter: InventoryFilter {
+            cluster_id: Some("c0ffee00-0000-4000-8000-000000000001".into()),
+            namespace: Some("shop".into()),
+            node: None,
+            name: Some("frontend".into()),
+        },
+        offset: 0,
+        limit: 100,
+    },
+    InventoryReply => InventoryReply::Page(InventoryPage {
+        total: 1,
+        offset: 0,
+        items: InventoryItems::PodWorkloads(vec![PodWorkloadView {
+            cluster: ClusterRef { cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(), name: "prod-eu".into() },
+            uid: "7d4e-pod-uid".into(),
+            namespace: "shop".into(),
+            name: "frontend-7c9f8d-abcde".into(),
+            node_name: "node-1".into(),
+            ips: vec!["10.244.1.7".into()],
+            phase: "Running".into(),
+            containers: vec!["web".into()],
+            labels: [("app".to_owned(), "frontend".to_owned())].into(),
+            annotations: Default::default(),
+            owners: vec![
+                WorkloadRef { kind: "ReplicaSet".into(), name: "frontend-7c9f8d".into(), uid: "5a1b-rs-uid".into() },
+                WorkloadRef { kind: "Deployment".into(), name: "frontend".into(), uid: "9c2d-deploy-uid".into() },
+            ],
+        }]),
+    }),
+}
+
+fn example_cluster() -> ClusterView {
+    ClusterView {
+        cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+        name: "prod-eu".into(),
+        description: "EU production".into(),
+        created_at_ms: 1_700_000_000_000,
+        online: true,
+        sync_state: SyncState::InSync,
+        last_connected_ms: Some(1_700_000_060_000),
+        clusterlink_version: "0.1.0".into(),
+        kubernetes_version: "v1.32.0".into(),
+        cluster_mode: "legacy".into(),
+        network_type: "overlay".into(),
+        errors: vec![ClusterError::DuplicateMachineId {
+            machine_id: "ec2eefcfc1bdfa9d38218812405a27d9".into(),
+            nodes: vec!["node-1".into(), "node-2".into()],
+        }],
+        nodes: 2,
+        pods: 17,
+    }
 }
 
 fn example_credentials() -> ClusterCredentials {

@@ -105,6 +105,18 @@ impl Subject {
         Self::join(&["inventory", "digest", cluster_id])
     }
 
+    /// Cluster pairing commands from the api: `inventory.ClusterCommand` ->
+    /// `inventory.ClusterCommandReply`. Inventory replicas serve it in queue group `inventory`.
+    pub fn inventory_command() -> Self {
+        Self::join(&["inventory", "command"])
+    }
+
+    /// Listings for the api: `inventory.InventoryQuery` -> `inventory.InventoryReply`, queue
+    /// group `inventory`.
+    pub fn inventory_query() -> Self {
+        Self::join(&["inventory", "query"])
+    }
+
     /// All of one inventory area's per-cluster subjects, for the serving side.
     pub fn inventory_all_clusters(area: &str) -> Self {
         Self::join(&["inventory", area, "*"])
@@ -183,6 +195,23 @@ mod tests {
         let all = Subject::inventory_all_clusters("report");
         assert!(all.matches(Subject::inventory_report("c1").as_str()));
         assert!(!all.matches(Subject::inventory_digest("c1").as_str()));
+    }
+
+    #[test]
+    fn inventory_api_subjects_are_apart_from_cluster_ones() {
+        assert_eq!(
+            Subject::inventory_command().as_str(),
+            "bulkhead.inventory.command"
+        );
+        assert_eq!(
+            Subject::inventory_query().as_str(),
+            "bulkhead.inventory.query"
+        );
+        for area in ["report", "cluster_heartbeat", "digest"] {
+            let all = Subject::inventory_all_clusters(area);
+            assert!(!all.matches(Subject::inventory_command().as_str()));
+            assert!(!all.matches(Subject::inventory_query().as_str()));
+        }
     }
 
     #[test]

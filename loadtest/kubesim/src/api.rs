@@ -271,7 +271,13 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
             let created = inner.write(|c| c.create(kind, obj))?;
             Ok(raw(StatusCode::CREATED, &created))
         }
-        (&Method::GET, true, false) => Ok(raw(StatusCode::OK, &inner.read(|c| c.get(kind, &key))?)),
+        (&Method::GET, true, false) => {
+            let (obj, rv) = inner.read(|c| Ok::<_, Error>((c.get(kind, &key)?, c.store.rv())))?;
+            if table::wanted(&req.headers) {
+                return Ok(Json(table::render(kind, rv, None, &[obj])).into_response());
+            }
+            Ok(raw(StatusCode::OK, &obj))
+        }
         (&Method::PUT, true, false) => {
             let mut obj = body_json(&req.body)?;
             if obj["metadata"]["name"].as_str() != Some(key.1.as_str()) {

@@ -48,7 +48,11 @@ impl LabelSelector {
             } else {
                 (term.to_string(), Op::Exists)
             };
-            if req.0.is_empty() {
+            let values_ok = match &req.1 {
+                Op::In(values) | Op::NotIn(values) => values.iter().all(|v| v.chars().all(label_char)),
+                Op::Exists | Op::NotExists => true,
+            };
+            if req.0.is_empty() || !req.0.chars().all(|c| label_char(c) || c == '/') || !values_ok {
                 return Err(bad());
             }
             reqs.push(req);
@@ -70,6 +74,11 @@ impl LabelSelector {
             }
         })
     }
+}
+
+/// Characters of label names and values (keys may add one `/` after a DNS prefix).
+fn label_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')
 }
 
 /// Splits on commas outside parentheses (`a in (x,y),b` is two terms).

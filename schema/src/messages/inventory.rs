@@ -214,7 +214,9 @@ pub enum Observation {
 }
 
 /// A batch of observations from one cluster, sent as a request: clusterlink re-sends it (same
-/// `report_id`) until it gets a [`ReportAck`], and inventory applies a report id once.
+/// `report_id`) until it gets a [`ReportAck`], and inventory applies a report id once. A
+/// cluster's reports go one at a time (the next after this one's ack), since they apply in
+/// order.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct ClusterReport {
     pub credentials: ClusterCredentials,
@@ -257,6 +259,11 @@ pub struct DigestRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub after_uid: Option<String>,
     pub limit: u32,
+}
+
+impl DigestRequest {
+    /// The largest `limit` inventory answers (a page must fit one message); more is refused.
+    pub const MAX_LIMIT: u32 = 10_000;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -328,6 +335,337 @@ impl InventoryEvent {
     pub fn stream(cluster_id: &str) -> String {
         format!("cluster/{cluster_id}")
     }
+
+    /// The stream of [`InventoryEvent::ClusterAuthFailed`] records. Not the claimed cluster's
+    /// stream: a caller with a made-up cluster id must not create streams, nor move a real
+    /// cluster's stream version under its owner's feet.
+    pub const AUDIT_STREAM: &'static str = "inventory/audit";
+}
+
+/// Why inventory refused a command or a query; the api maps it to an HTTP status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryRejection {
+    /// The request itself is wrong (an empty or overlong name, a filter that does not apply).
+    Invalid,
+    /// The cluster does not exist.
+    NotFound,
+    /// It clashes with the current state: the name is taken, or the cluster changed meanwhile.
+    Conflict,
+}
+
+/// Changes a cluster's pairing record; answered with a [`ClusterCommandReply`]. The command's
+/// envelope id is its idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterCommand {
+    /// Pairs a new cluster: inventory picks its id and token.
+    Create {
+        /// 1 to 255 characters, unique among the clusters.
+        name: String,
+        #[serde(default)]
+        description: String,
+    },
+    /// Changes what is given, keeps the rest.
+    Update {
+        cluster_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        description: Option<String>,
+    },
+    /// Forgets the cluster and everything observed in it; its token stops working.
+    Delete { cluster_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterCommandReply {
+    /// Committed, and visible to queries from now on. For a delete: the cluster as it was.
+    Done {
+        cluster: ClusterView,
+        /// The pairing token, in the reply to `Create` only: inventory keeps only its hash, so
+        /// this is the one time anybody sees it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+    },
+    /// Nothing changed.
+    Rejected {
+        kind: InventoryRejection,
+        reason: String,
+    },
+    /// The event log could not commit now; nothing changed, the command may be sent again.
+    Unavailable { reason: String },
+}
+
+/// Whether inventory holds what the cluster's clusterlink sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncState {
+    /// Online, and its last report was committed.
+    InSync,
+    /// Not heard from within the online period, never connected, or its last report could not
+    /// be committed.
+    OutOfSync,
+}
+
+/// Something wrong with a cluster that its operators must fix.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "error_type", rename_all = "snake_case")]
+pub enum ClusterError {
+    /// Several nodes report the same `/etc/machine-id`, so enforcers cannot be told apart.
+    DuplicateMachineId {
+        machine_id: String,
+        /// The nodes sharing it, by name.
+        nodes: Vec<String>,
+    },
+}
+
+/// A cluster as the api shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterView {
+    pub cluster_id: String,
+    pub name: String,
+    pub description: String,
+    pub created_at_ms: u64,
+    /// A heartbeat arrived within the online period (60 s unless configured).
+    pub online: bool,
+    pub sync_state: SyncState,
+    /// When clusterlink last connected (or reported a change of versions, mode or network).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_connected_ms: Option<u64>,
+    /// Empty until clusterlink first connects, as are the next three.
+    pub clusterlink_version: String,
+    pub kubernetes_version: String,
+    /// `legacy` or `clas`.
+    pub cluster_mode: String,
+    /// `overlay` or `flat`.
+    pub network_type: String,
+    pub errors: Vec<ClusterError>,
+    pub nodes: u32,
+    pub pods: u32,
+}
+
+/// The cluster an entity belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ClusterRef {
+    pub cluster_id: String,
+    pub name: String,
+}
+
+/// A pod, by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PodRef {
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// A controller (or, for a bare pod, the pod itself) as a Kubernetes kind, name and uid.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub struct WorkloadRef {
+    /// Kubernetes kind, e.g. `Deployment`, or `Pod` for a bare pod.
+    pub kind: String,
+    pub name: String,
+    pub uid: String,
+}
+
+/// A node (host workload).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct HostWorkloadView {
+    pub cluster: ClusterRef,
+    pub uid: String,
+    pub name: String,
+    pub machine_id: String,
+    /// Another node of the cluster has the same machine id (see the cluster's errors).
+    pub duplicate_machine_id: bool,
+    pub addresses: Vec<String>,
+    pub pod_cidrs: Vec<String>,
+    pub roles: Vec<String>,
+    pub kubelet_version: String,
+    pub labels: BTreeMap<String, String>,
+    /// Host-network pods on this node: they share the node's addresses and policy.
+    pub host_network_pods: Vec<PodRef>,
+}
+
+/// A pod on the pod network (pod workload, legacy mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct PodWorkloadView {
+    pub cluster: ClusterRef,
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub node_name: String,
+    pub ips: Vec<String>,
+    pub phase: String,
+    pub containers: Vec<String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Controlling owners from the pod up, e.g. its ReplicaSet, then that one's Deployment.
+    pub owners: Vec<WorkloadRef>,
+}
+
+/// The controller at the top of an owner chain, or a bare pod (kube workload, CLAS mode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct KubeWorkloadView {
+    pub cluster: ClusterRef,
+    pub namespace: String,
+    #[serde(flatten)]
+    pub workload: WorkloadRef,
+    /// Empty when only known from its pods' owner references (not observed itself).
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Its pods on the pod network.
+    pub pods: u32,
+    /// Those pods' IPs.
+    pub ips: Vec<String>,
+    /// Nodes its pods run on.
+    pub nodes: Vec<String>,
+}
+
+/// One endpoint behind a virtual service, from its EndpointSlices.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct BackendView {
+    pub addresses: Vec<String>,
+    pub ready: bool,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node_name: String,
+    /// The backing pod, when the endpoint names one inventory knows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRef>,
+    /// That pod's kube workload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<WorkloadRef>,
+}
+
+/// A Kubernetes service (virtual service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct VirtualServiceView {
+    pub cluster: ClusterRef,
+    pub uid: String,
+    pub namespace: String,
+    pub name: String,
+    pub service_type: String,
+    pub cluster_ips: Vec<String>,
+    pub ports: Vec<ServicePort>,
+    pub selector: BTreeMap<String, String>,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    pub backends: Vec<BackendView>,
+    /// The ports of its EndpointSlices: the target ports, named ones resolved.
+    pub backend_ports: Vec<SlicePort>,
+    /// The kube workloads behind it, whatever kind (Deployment, DaemonSet, bare pod...).
+    pub workloads: Vec<WorkloadRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct NamespaceView {
+    pub cluster: ClusterRef,
+    pub uid: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+}
+
+/// What an [`InventoryQuery`] lists.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryQueryKind {
+    Clusters,
+    /// One cluster; `Rejected(NotFound)` when it does not exist.
+    Cluster {
+        cluster_id: String,
+    },
+    HostWorkloads,
+    PodWorkloads,
+    KubeWorkloads,
+    VirtualServices,
+    /// Needs the cluster filter.
+    Namespaces,
+}
+
+/// Narrows a query; every given filter must match. A filter that does not apply to the kind
+/// (a namespace for nodes) is `Invalid`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InventoryFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// The node name (host workloads: the node; pods and kube workloads: where they run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// A part of the name, case-insensitive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// Asks inventory for a page of one kind of entity; answered with an [`InventoryReply`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InventoryQuery {
+    pub what: InventoryQueryKind,
+    #[serde(default)]
+    pub filter: InventoryFilter,
+    /// Entries to skip, in the listing's order (cluster, namespace, name).
+    #[serde(default)]
+    pub offset: u32,
+    /// 1 to [`InventoryQuery::MAX_LIMIT`].
+    pub limit: u32,
+}
+
+impl InventoryQuery {
+    pub const MAX_LIMIT: u32 = 1000;
+}
+
+/// The entries of one page, typed by kind.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryItems {
+    Clusters(Vec<ClusterView>),
+    HostWorkloads(Vec<HostWorkloadView>),
+    PodWorkloads(Vec<PodWorkloadView>),
+    KubeWorkloads(Vec<KubeWorkloadView>),
+    VirtualServices(Vec<VirtualServiceView>),
+    Namespaces(Vec<NamespaceView>),
+}
+
+impl InventoryItems {
+    pub fn len(&self) -> usize {
+        match self {
+            InventoryItems::Clusters(items) => items.len(),
+            InventoryItems::HostWorkloads(items) => items.len(),
+            InventoryItems::PodWorkloads(items) => items.len(),
+            InventoryItems::KubeWorkloads(items) => items.len(),
+            InventoryItems::VirtualServices(items) => items.len(),
+            InventoryItems::Namespaces(items) => items.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A page of a listing. It may hold fewer than `limit` entries before the end, when more would
+/// not fit one message: the next page starts at `offset + items.len()`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct InventoryPage {
+    /// Entries matching the filter, on all pages.
+    pub total: u64,
+    pub offset: u32,
+    pub items: InventoryItems,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InventoryReply {
+    Page(InventoryPage),
+    Rejected {
+        kind: InventoryRejection,
+        reason: String,
+    },
 }
 
 impl WireMessage for ClusterReport {
@@ -357,5 +695,25 @@ impl WireMessage for DigestReply {
 
 impl WireMessage for InventoryEvent {
     const TYPE: &'static str = InventoryEvent::EVENT_TYPE;
+    const VERSION: u16 = 1;
+}
+
+impl WireMessage for ClusterCommand {
+    const TYPE: &'static str = "inventory.ClusterCommand";
+    const VERSION: u16 = 1;
+}
+
+impl WireMessage for ClusterCommandReply {
+    const TYPE: &'static str = "inventory.ClusterCommandReply";
+    const VERSION: u16 = 1;
+}
+
+impl WireMessage for InventoryQuery {
+    const TYPE: &'static str = "inventory.InventoryQuery";
+    const VERSION: u16 = 1;
+}
+
+impl WireMessage for InventoryReply {
+    const TYPE: &'static str = "inventory.InventoryReply";
     const VERSION: u16 = 1;
 }

@@ -19,8 +19,8 @@ use bulkhead_runtime::bus::TypedBus;
 use bulkhead_runtime::testing::NatsServer;
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::{
-    AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, LogStatus, NewEvent, ReadReply,
-    ReadRequest, RecordedEvent, StatusRequest,
+    AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, LogStatus, MembershipReply,
+    MembershipRequest, NewEvent, ReadReply, ReadRequest, RecordedEvent, StatusRequest,
 };
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -105,6 +105,8 @@ async fn relay(
 struct Replica {
     id: u64,
     data_dir: PathBuf,
+    /// Where the other replicas reach it: its proxy.
+    advertise: String,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
@@ -170,7 +172,7 @@ struct Cluster {
     network: Network,
     replicas: BTreeMap<u64, Replica>,
     _nats: NatsServer,
-    _dir: std::mem::ManuallyDrop<tempfile::TempDir>,
+    _dir: tempfile::TempDir,
 }
 
 impl Cluster {
@@ -178,7 +180,6 @@ impl Cluster {
         let nats = NatsServer::start();
         let bus = TypedBus::new(Arc::new(nats.connect().await));
         let dir = tempfile::tempdir().unwrap();
-        eprintln!("DEBUG dir {}", dir.path().display());
         let network = Network::new();
         let mut listens = BTreeMap::new();
         let mut proxies = BTreeMap::new();
@@ -224,6 +225,7 @@ impl Cluster {
             let mut replica = Replica {
                 id,
                 data_dir,
+                advertise: proxies[&id].to_string(),
                 args,
                 log: dir.path().join(format!("node-{id}.log")),
                 child: None,
@@ -236,7 +238,7 @@ impl Cluster {
             network,
             replicas,
             _nats: nats,
-            _dir: std::mem::ManuallyDrop::new(dir),
+            _dir: dir,
         }
     }
 
@@ -262,12 +264,9 @@ impl Cluster {
             || async move {
                 let mut leaders = BTreeSet::new();
                 for id in ids {
-                    let st = self.status(*id).await;
-                eprintln!("DEBUG {id}: {st:?}");
-                leaders.insert(st?.leader?);
+                    leaders.insert(self.status(*id).await?.leader?);
                 }
-                eprintln!("DEBUG leaders {leaders:?}");
-            let leader = *leaders.first()?;
+                let leader = *leaders.first()?;
                 (leaders.len() == 1 && ids.contains(&leader)).then_some(leader)
             },
         )
@@ -619,18 +618,35 @@ async fn three_replicas_survive_leader_kills_a_partition_a_wipe_and_restarts() {
         "the minority's append survived"
     );
 
-    // (c) A replica whose data is wiped catches up by snapshot: the leader no longer has the
-    // start of the log to send it.
+    // (c) A replica whose data is lost rejoins as Raft requires, as a new member: removed,
+    // started empty, added as a learner (which catches up by snapshot: the leader no longer has
+    // the start of the log), then promoted.
     let leader = cluster.leader(&IDS).await;
-    let wiped = IDS.iter().copied().find(|id| *id != leader).unwrap();
+    // Not replica 1, whose --init would make an empty replica found a cluster of its own.
+    let wiped = IDS
+        .iter()
+        .copied()
+        .find(|id| *id != leader && *id != 1)
+        .unwrap();
     let purged = cluster
         .status(leader)
         .await
         .unwrap()
         .purged_index
         .expect("the leader compacted its log");
-    assert!(purged > 0);
     cluster.replica(wiped).kill();
+    let remove = MembershipRequest::Remove { node_id: wiped };
+    let reply: Option<MembershipReply> = request(
+        &cluster.bus,
+        &Subject::eventlog_membership(),
+        &remove,
+        Duration::from_secs(10),
+    )
+    .await;
+    assert!(
+        matches!(reply, Some(MembershipReply::Changed { .. })),
+        "{reply:?}"
+    );
     std::fs::remove_dir_all(&cluster.replica(wiped).data_dir).unwrap();
     cluster
         .append_until_decided(
@@ -640,6 +656,26 @@ async fn three_replicas_survive_leader_kills_a_partition_a_wipe_and_restarts() {
         )
         .await;
     cluster.replica(wiped).spawn();
+    let addr = cluster.replica(wiped).advertise.clone();
+    for change in [
+        MembershipRequest::AddLearner {
+            node_id: wiped,
+            addr,
+        },
+        MembershipRequest::Promote { node_id: wiped },
+    ] {
+        let reply: Option<MembershipReply> = request(
+            &cluster.bus,
+            &Subject::eventlog_membership(),
+            &change,
+            Duration::from_secs(10),
+        )
+        .await;
+        assert!(
+            matches!(reply, Some(MembershipReply::Changed { .. })),
+            "{change:?}: {reply:?}"
+        );
+    }
     let last = last_seq_of_leader(&cluster, &IDS).await;
     let events = assert_identical(&cluster.converged(last).await);
     let snapshot = cluster.status(wiped).await.unwrap().snapshot_index;
@@ -647,6 +683,8 @@ async fn three_replicas_survive_leader_kills_a_partition_a_wipe_and_restarts() {
         snapshot >= Some(purged),
         "replica {wiped} caught up without a snapshot: {snapshot:?}"
     );
+    let voters = cluster.status(leader).await.unwrap().voters.len();
+    assert_eq!(voters, 3);
     eprintln!(
         "(c) wiped {wiped} installed a snapshot at index {snapshot:?} and holds all {} events",
         events.len()

@@ -13,8 +13,8 @@ use bulkhead_schema::messages::eventlog::{
 };
 use openraft::error::{ChangeMembershipError, CheckIsLeaderError, ClientWriteError, RaftError};
 use openraft::{BasicNode, ChangeMembers, Raft};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::node::{Inner, members};
 use crate::{AppendCommand, LogRequest, NodeId, TypeConfig, metrics};
@@ -44,7 +44,7 @@ pub(crate) trait LeaderOp: Serialize + DeserializeOwned + Send + 'static {
 }
 
 /// Appends batched by one replica: decided as one Raft entry, one outcome per append.
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(Serialize, Deserialize)]
 pub(crate) struct AppendBatch(pub(crate) Vec<AppendRequest>);
 
 impl LeaderOp for AppendBatch {

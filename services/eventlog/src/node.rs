@@ -123,8 +123,11 @@ impl LogNode {
             .advertise
             .clone()
             .unwrap_or_else(|| raft_addr.to_string());
-        if config.init {
-            initialize(&raft, &config, advertise).await?;
+        if config.init
+            && let Err(error) = initialize(&raft, &config, advertise).await
+        {
+            let _ = raft.shutdown().await;
+            return Err(error);
         }
 
         let (appends, queue) = mpsc::channel(APPEND_QUEUE);
@@ -529,5 +532,86 @@ async fn decide(node: &Inner, batch: Vec<QueuedAppend>) {
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bulkhead_schema::messages::eventlog::{ExpectedVersion, NewEvent};
+
+    use super::*;
+
+    fn mk_queued(bytes: usize) -> (QueuedAppend, oneshot::Receiver<AppendReply>) {
+        let (reply, answer) = oneshot::channel();
+        let request = AppendRequest {
+            stream: "s".into(),
+            expected_version: ExpectedVersion::Any,
+            idempotency_key: "k".into(),
+            events: vec![NewEvent {
+                event_type: "t".into(),
+                data: vec![0; bytes - 1],
+            }],
+        };
+        (QueuedAppend { request, reply }, answer)
+    }
+
+    fn mk_event(seq: u64, bytes: usize) -> RecordedEvent {
+        RecordedEvent {
+            seq,
+            stream: String::new(),
+            stream_version: seq,
+            event_type: String::new(),
+            data: vec![0; bytes - 128],
+            idempotency_key: String::new(),
+            committed_at_ms: 0,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_queued_up_to_its_limits() {
+        let (sender, mut queue) = mpsc::channel(1_000);
+        let mut answers = Vec::new();
+        for _ in 0..300 {
+            let (queued, answer) = mk_queued(10);
+            answers.push(answer);
+            assert!(sender.try_send(queued).is_ok());
+        }
+        let first = queue.recv().await.unwrap();
+        assert_eq!(gather(first, &mut queue).await.len(), BATCH_MAX_APPENDS);
+        let first = queue.recv().await.unwrap();
+        assert_eq!(
+            gather(first, &mut queue).await.len(),
+            300 - BATCH_MAX_APPENDS
+        );
+
+        for _ in 0..3 {
+            let (queued, answer) = mk_queued(BATCH_MAX_BYTES / 2);
+            answers.push(answer);
+            assert!(sender.try_send(queued).is_ok());
+        }
+        let first = queue.recv().await.unwrap();
+        assert_eq!(gather(first, &mut queue).await.len(), 2, "closed by size");
+    }
+
+    #[tokio::test]
+    async fn a_lone_append_waits_only_the_linger_time() {
+        let (_sender, mut queue) = mpsc::channel(1);
+        let (first, _answer) = mk_queued(10);
+        let started = tokio::time::Instant::now();
+        assert_eq!(gather(first, &mut queue).await.len(), 1);
+        assert!(
+            started.elapsed() < BATCH_LINGER * 50,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_page_fits_its_budget_but_holds_at_least_one_event() {
+        let events: Vec<_> = (1..=4).map(|seq| mk_event(seq, 1_000)).collect();
+        assert_eq!(fitting(&events, 2_500), 2);
+        assert_eq!(fitting(&events, 10_000), 4);
+        assert_eq!(fitting(&events, 10), 1);
+        assert_eq!(fitting(&[], 10), 0);
     }
 }

@@ -150,7 +150,11 @@ impl AppendTarget for RawSled {
         self.db
             .insert(key.as_bytes(), payload.as_ref())
             .map_err(fatal)?;
-        self.db.flush_async().await.map_err(fatal)?;
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .map_err(|e| Failure::Fatal(e.to_string()))?
+            .map_err(fatal)?;
         Ok(())
     }
 }

@@ -1,0 +1,224 @@
+//! Everything clusterlink asks inventory, over the bus: reports and digest pages are sent until
+//! inventory answers them (at-least-once; a report keeps its id across retries, so inventory
+//! applies it once), heartbeats are sent once per interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulkhead_runtime::bus::TypedBus;
+use bulkhead_schema::messages::inventory::{
+    ClusterCredentials, ClusterHeartbeat, ClusterReport, DigestReply, DigestRequest, Observation,
+    ReportAck, ResourceKind,
+};
+use bulkhead_schema::{Subject, WireMessage};
+use tokio::time::MissedTickBehavior;
+
+use crate::config::{ClusterMode, ClusterlinkConfig, NetworkType};
+use crate::metrics;
+use crate::status::{Request, Status};
+
+/// The first pause before a retry; it doubles up to the configured maximum.
+const RETRY_MIN: Duration = Duration::from_millis(50);
+
+/// What an answer from inventory means for the request.
+enum Verdict<T> {
+    Done(T),
+    /// Wrong credentials or a malformed request: nothing was applied.
+    Rejected {
+        kind: String,
+        reason: String,
+    },
+    /// Inventory could not serve it now.
+    Unavailable(String),
+}
+
+trait Answer: WireMessage {
+    type Output;
+
+    fn verdict(self) -> Verdict<Self::Output>;
+}
+
+impl Answer for ReportAck {
+    type Output = u32;
+
+    fn verdict(self) -> Verdict<u32> {
+        match self {
+            ReportAck::Accepted { observations } => Verdict::Done(observations),
+            ReportAck::Rejected { kind, reason } => Verdict::Rejected { kind, reason },
+            ReportAck::Unavailable { reason } => Verdict::Unavailable(reason),
+        }
+    }
+}
+
+impl Answer for DigestReply {
+    type Output = Vec<(String, String)>;
+
+    fn verdict(self) -> Verdict<Self::Output> {
+        match self {
+            DigestReply::Page { entries } => Verdict::Done(entries),
+            DigestReply::Rejected { kind, reason } => Verdict::Rejected { kind, reason },
+        }
+    }
+}
+
+pub struct Uplink {
+    bus: TypedBus,
+    credentials: ClusterCredentials,
+    report_subject: Subject,
+    digest_subject: Subject,
+    heartbeat_subject: Subject,
+    timeout: Duration,
+    retry_max: Duration,
+    status: Status,
+    verbosity: u8,
+}
+
+impl Uplink {
+    pub fn new(
+        bus: TypedBus,
+        credentials: ClusterCredentials,
+        config: &ClusterlinkConfig,
+        status: Status,
+    ) -> Self {
+        let id = &credentials.cluster_id;
+        Uplink {
+            report_subject: Subject::inventory_report(id),
+            digest_subject: Subject::inventory_digest(id),
+            heartbeat_subject: Subject::inventory_cluster_heartbeat(id),
+            bus,
+            credentials,
+            timeout: config.request_timeout(),
+            retry_max: config.retry_max(),
+            status,
+            verbosity: config.verbosity,
+        }
+    }
+
+    /// Sends `message` until inventory answers it; a rejection is retried slowly, as the
+    /// cluster's credentials may be fixed on inventory's side.
+    async fn call<Q: WireMessage, A: Answer>(
+        &self,
+        request: Request,
+        subject: &Subject,
+        message: &Q,
+    ) -> A::Output {
+        let mut backoff = RETRY_MIN;
+        loop {
+            let pause = match self.bus.request::<Q, A>(subject, message, self.timeout).await {
+                Ok(reply) => match reply.message.verdict() {
+                    Verdict::Done(output) => {
+                        self.status.accepted(request);
+                        return output;
+                    }
+                    Verdict::Rejected { kind, reason } => {
+                        self.rejected(request, &kind, &reason);
+                        self.retry_max
+                    }
+                    Verdict::Unavailable(reason) => {
+                        metrics::retried(request, "unavailable");
+                        tracing::warn!(%request, %reason, "inventory unavailable; sending again");
+                        backoff
+                    }
+                },
+                Err(error) => {
+                    metrics::retried(request, error.kind());
+                    tracing::warn!(%request, %error, "no answer from inventory; sending again");
+                    backoff
+                }
+            };
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(self.retry_max);
+        }
+    }
+
+    fn rejected(&self, request: Request, kind: &str, reason: &str) {
+        metrics::rejected(request, kind);
+        tracing::error!(
+            cluster_id = %self.credentials.cluster_id, %request, kind, reason,
+            "inventory rejected clusterlink's credentials or request"
+        );
+        self.status.rejected(
+            request,
+            format!("inventory rejected the {request} ({kind}): {reason}"),
+        );
+    }
+
+    /// Sends one report of `observations` until inventory accepts it.
+    pub async fn report(&self, observations: Vec<Observation>) {
+        let report = ClusterReport {
+            credentials: self.credentials.clone(),
+            // time-ordered, so that inventory's idempotency keys sort in sending order
+            report_id: uuid::Uuid::now_v7().to_string(),
+            observations,
+        };
+        let accepted = self
+            .call::<_, ReportAck>(Request::Report, &self.report_subject, &report)
+            .await;
+        metrics::sent(&report.observations);
+        verbose!(
+            self.verbosity >= 1,
+            report_id = %report.report_id,
+            observations = report.observations.len(),
+            accepted,
+            "report acknowledged"
+        );
+    }
+
+    /// One page of what inventory holds of `kind`: `(uid, resource_version)` after `after_uid`.
+    pub async fn digest(
+        &self,
+        kind: ResourceKind,
+        after_uid: Option<String>,
+        limit: u32,
+    ) -> Vec<(String, String)> {
+        let request = DigestRequest {
+            credentials: self.credentials.clone(),
+            kind,
+            after_uid,
+            limit,
+        };
+        self.call::<_, DigestReply>(Request::Digest, &self.digest_subject, &request)
+            .await
+    }
+
+    /// A heartbeat every `interval`, with the Kubernetes version the API server reports now.
+    /// Only a rejection matters: a lost heartbeat is made up by the next.
+    pub async fn heartbeats(
+        self: Arc<Self>,
+        client: kube::Client,
+        interval: Duration,
+        cluster_mode: ClusterMode,
+        network_type: NetworkType,
+    ) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut heartbeat = ClusterHeartbeat {
+            credentials: self.credentials.clone(),
+            clusterlink_version: env!("CARGO_PKG_VERSION").into(),
+            kubernetes_version: String::new(),
+            cluster_mode: cluster_mode.as_str().into(),
+            network_type: network_type.as_str().into(),
+        };
+        loop {
+            ticker.tick().await;
+            match client.apiserver_version().await {
+                Ok(info) => heartbeat.kubernetes_version = info.git_version,
+                Err(error) => tracing::warn!(%error, "cannot read the Kubernetes version"),
+            }
+            let answer = self
+                .bus
+                .request::<_, ReportAck>(&self.heartbeat_subject, &heartbeat, self.timeout)
+                .await;
+            match answer.map(|reply| reply.message.verdict()) {
+                Ok(Verdict::Done(_)) => self.status.accepted(Request::Heartbeat),
+                Ok(Verdict::Rejected { kind, reason }) => {
+                    self.rejected(Request::Heartbeat, &kind, &reason)
+                }
+                Ok(Verdict::Unavailable(reason)) => {
+                    tracing::debug!(%reason, "heartbeat: inventory unavailable")
+                }
+                Err(error) => tracing::debug!(%error, "heartbeat not answered"),
+            }
+        }
+    }
+}

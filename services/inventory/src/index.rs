@@ -1,0 +1,697 @@
+//! The inventory's state as a pure projection of [`InventoryEvent`]s: clusters and, per cluster,
+//! the objects clusterlink observed, by kind and uid. The views (host workloads, pod workloads,
+//! kube workloads, virtual services) are derived on demand in [`crate::views`], so the state
+//! holds each fact once.
+//!
+//! Compactness (≤ 2 KiB per pod at 22,000 pods): objects drop what no view reads (uid lives in
+//! the map key only; workload templates are not kept), and strings that repeat across objects
+//! (namespaces, label keys and values, owners, node and container names, phases) are interned
+//! in a [`Pool`] of shared `Arc<str>`s that forgets strings nobody uses any more.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use bulkhead_runtime::projection::Projection;
+use bulkhead_schema::messages::eventlog::RecordedEvent;
+use bulkhead_schema::messages::inventory::{
+    ClusterCredentials, InventoryEvent, ObjectDetails, ObservedObject, OwnerRef, ResourceKind,
+    ServicePort, SliceEndpoint, SlicePort,
+};
+use serde::de::Deserializer;
+use serde::ser::{SerializeSeq, Serializer};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+/// An interned string.
+pub(crate) type Str = Arc<str>;
+
+/// Labels or annotations, sorted by key.
+pub(crate) type Pairs = Box<[(Str, Str)]>;
+
+/// Owner chains are followed at most this deep: a cycle in reported owner references (which
+/// Kubernetes forbids, but a report is input) must not hang a query.
+pub(crate) const MAX_OWNER_DEPTH: usize = 8;
+
+/// Shared strings. Interning makes equal strings one allocation; a sweep drops those only the
+/// pool still holds, once the pool has doubled since the last one (amortised O(1) per string).
+#[derive(Debug, Default)]
+struct Pool {
+    strings: HashSet<Str>,
+    size_after_sweep: usize,
+}
+
+/// Below this many strings the pool is never swept: too small to matter.
+const MIN_SWEEP_SIZE: usize = 1024;
+
+impl Pool {
+    fn intern(&mut self, s: &str) -> Str {
+        if let Some(shared) = self.strings.get(s) {
+            return shared.clone();
+        }
+        let shared: Str = s.into();
+        self.strings.insert(shared.clone());
+        shared
+    }
+
+    fn pairs(&mut self, map: &BTreeMap<String, String>) -> Pairs {
+        map.iter()
+            .map(|(k, v)| (self.intern(k), self.intern(v)))
+            .collect()
+    }
+
+    fn sweep_if_grown(&mut self) {
+        if self.strings.len() > 2 * self.size_after_sweep.max(MIN_SWEEP_SIZE) {
+            self.strings.retain(|s| Arc::strong_count(s) > 1);
+            self.size_after_sweep = self.strings.len();
+        }
+    }
+}
+
+/// The controlling owner of an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub(crate) kind: Str,
+    pub(crate) name: Str,
+    pub(crate) uid: Str,
+}
+
+/// An observed object, without its uid (the key it is stored under) and kind (the map it is in).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Object {
+    pub(crate) namespace: Str,
+    pub(crate) name: Box<str>,
+    pub(crate) resource_version: Box<str>,
+    pub(crate) labels: Pairs,
+    pub(crate) annotations: Pairs,
+    pub(crate) owner: Option<Owner>,
+    pub(crate) details: Details,
+}
+
+/// The kind's details; the rare, large ones boxed so that pods stay small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Details {
+    Namespace,
+    Node(Box<NodeDetails>),
+    Pod(PodDetails),
+    Service(Box<ServiceDetails>),
+    EndpointSlice(Box<SliceDetails>),
+    /// Controllers; their pod templates are the labeling service's business, not kept here.
+    Workload { replicas: Option<i32> },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NodeDetails {
+    pub(crate) machine_id: String,
+    pub(crate) addresses: Vec<String>,
+    pub(crate) pod_cidrs: Vec<String>,
+    pub(crate) roles: Vec<String>,
+    pub(crate) kubelet_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PodDetails {
+    pub(crate) node_name: Str,
+    pub(crate) ips: Box<[Box<str>]>,
+    pub(crate) host_network: bool,
+    pub(crate) phase: Str,
+    pub(crate) containers: Box<[Str]>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ServiceDetails {
+    pub(crate) service_type: String,
+    pub(crate) cluster_ips: Vec<String>,
+    pub(crate) ports: Vec<ServicePort>,
+    pub(crate) selector: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SliceDetails {
+    pub(crate) service_name: Str,
+    pub(crate) endpoints: Box<[Endpoint]>,
+    pub(crate) ports: Vec<SlicePort>,
+}
+
+/// One endpoint of a slice; as many as there are pods behind services, so kept small.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    pub(crate) addresses: Box<[Box<str>]>,
+    pub(crate) ready: bool,
+    pub(crate) pod_uid: Option<Box<str>>,
+    pub(crate) node_name: Str,
+}
+
+impl Object {
+    /// The compact form of `observed`; `None` when its details are not of its kind (a malformed
+    /// observation, which [`validate_observation`] keeps out of the log).
+    fn from_observed(observed: &ObservedObject, pool: &mut Pool) -> Option<Object> {
+        use ResourceKind as K;
+        let strs = |pool: &mut Pool, list: &[String]| -> Box<[Str]> {
+            list.iter().map(|s| pool.intern(s)).collect()
+        };
+        let details = match (&observed.details, observed.kind) {
+            (ObjectDetails::Namespace {}, K::Namespace) => Details::Namespace,
+            (
+                ObjectDetails::Node {
+                    machine_id,
+                    addresses,
+                    pod_cidrs,
+                    roles,
+                    kubelet_version,
+                },
+                K::Node,
+            ) => Details::Node(Box::new(NodeDetails {
+                machine_id: machine_id.clone(),
+                addresses: addresses.clone(),
+                pod_cidrs: pod_cidrs.clone(),
+                roles: roles.clone(),
+                kubelet_version: kubelet_version.clone(),
+            })),
+            (
+                ObjectDetails::Pod {
+                    node_name,
+                    ips,
+                    host_network,
+                    phase,
+                    containers,
+                },
+                K::Pod,
+            ) => Details::Pod(PodDetails {
+                node_name: pool.intern(node_name),
+                ips: ips.iter().map(|ip| ip.as_str().into()).collect(),
+                host_network: *host_network,
+                phase: pool.intern(phase),
+                containers: strs(pool, containers),
+            }),
+            (
+                ObjectDetails::Service {
+                    service_type,
+                    cluster_ips,
+                    ports,
+                    selector,
+                },
+                K::Service,
+            ) => Details::Service(Box::new(ServiceDetails {
+                service_type: service_type.clone(),
+                cluster_ips: cluster_ips.clone(),
+                ports: ports.clone(),
+                selector: selector.clone(),
+            })),
+            (
+                ObjectDetails::EndpointSlice {
+                    service_name,
+                    endpoints,
+                    ports,
+                },
+                K::EndpointSlice,
+            ) => Details::EndpointSlice(Box::new(SliceDetails {
+                service_name: pool.intern(service_name),
+                endpoints: endpoints
+                    .iter()
+                    .map(|e| Endpoint {
+                        addresses: e.addresses.iter().map(|a| a.as_str().into()).collect(),
+                        ready: e.ready,
+                        pod_uid: e.pod_uid.as_deref().map(Into::into),
+                        node_name: pool.intern(&e.node_name),
+                    })
+                    .collect(),
+                ports: ports.clone(),
+            })),
+            (ObjectDetails::Workload { replicas, .. }, kind) if is_controller(kind) => {
+                Details::Workload {
+                    replicas: *replicas,
+                }
+            }
+            _ => return None,
+        };
+        Some(Object {
+            namespace: pool.intern(&observed.namespace),
+            name: observed.name.as_str().into(),
+            resource_version: observed.resource_version.as_str().into(),
+            labels: pool.pairs(&observed.labels),
+            annotations: pool.pairs(&observed.annotations),
+            owner: observed.owner.as_ref().map(|o| Owner {
+                kind: pool.intern(&o.kind),
+                name: pool.intern(&o.name),
+                uid: pool.intern(&o.uid),
+            }),
+            details,
+        })
+    }
+
+    /// The observation this object was made from, as far as the index keeps it: what a
+    /// checkpoint stores, and what [`Object::from_observed`] turns back into an equal object.
+    fn to_observed(&self, kind: ResourceKind, uid: &str) -> ObservedObject {
+        let strings = |list: &[Str]| list.iter().map(|s| s.to_string()).collect();
+        let details = match &self.details {
+            Details::Namespace => ObjectDetails::Namespace {},
+            Details::Node(node) => ObjectDetails::Node {
+                machine_id: node.machine_id.clone(),
+                addresses: node.addresses.clone(),
+                pod_cidrs: node.pod_cidrs.clone(),
+                roles: node.roles.clone(),
+                kubelet_version: node.kubelet_version.clone(),
+            },
+            Details::Pod(pod) => ObjectDetails::Pod {
+                node_name: pod.node_name.to_string(),
+                ips: pod.ips.iter().map(|ip| ip.to_string()).collect(),
+                host_network: pod.host_network,
+                phase: pod.phase.to_string(),
+                containers: strings(&pod.containers),
+            },
+            Details::Service(service) => ObjectDetails::Service {
+                service_type: service.service_type.clone(),
+                cluster_ips: service.cluster_ips.clone(),
+                ports: service.ports.clone(),
+                selector: service.selector.clone(),
+            },
+            Details::EndpointSlice(slice) => ObjectDetails::EndpointSlice {
+                service_name: slice.service_name.to_string(),
+                endpoints: slice
+                    .endpoints
+                    .iter()
+                    .map(|e| SliceEndpoint {
+                        addresses: e.addresses.iter().map(|a| a.to_string()).collect(),
+                        ready: e.ready,
+                        pod_uid: e.pod_uid.as_deref().map(str::to_owned),
+                        node_name: e.node_name.to_string(),
+                    })
+                    .collect(),
+                ports: slice.ports.clone(),
+            },
+            Details::Workload { replicas } => ObjectDetails::Workload {
+                template_labels: BTreeMap::new(),
+                template_annotations: BTreeMap::new(),
+                replicas: *replicas,
+            },
+        };
+        ObservedObject {
+            kind,
+            uid: uid.to_owned(),
+            namespace: self.namespace.to_string(),
+            name: self.name.to_string(),
+            resource_version: self.resource_version.to_string(),
+            labels: to_map(&self.labels),
+            annotations: to_map(&self.annotations),
+            owner: self.owner.as_ref().map(|o| OwnerRef {
+                kind: o.kind.to_string(),
+                name: o.name.to_string(),
+                uid: o.uid.to_string(),
+            }),
+            details,
+        }
+    }
+
+    pub(crate) fn pod(&self) -> Option<&PodDetails> {
+        match &self.details {
+            Details::Pod(pod) => Some(pod),
+            _ => None,
+        }
+    }
+}
+
+pub(crate) fn to_map(pairs: &[(Str, Str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// The kinds that own pods (directly or through another controller).
+pub(crate) fn is_controller(kind: ResourceKind) -> bool {
+    use ResourceKind as K;
+    matches!(
+        kind,
+        K::Deployment
+            | K::ReplicaSet
+            | K::StatefulSet
+            | K::DaemonSet
+            | K::ReplicationController
+            | K::Job
+            | K::CronJob
+    )
+}
+
+/// Why an observation cannot be taken; the whole report is refused (nothing applied).
+pub fn validate_observation(observed: &ObservedObject) -> Result<(), String> {
+    if observed.uid.is_empty() || observed.name.is_empty() {
+        return Err(format!(
+            "a {} without uid or name",
+            observed.kind.kube_kind()
+        ));
+    }
+    if Object::from_observed(observed, &mut Pool::default()).is_none() {
+        return Err(format!(
+            "{} {}: details of another kind",
+            observed.kind.kube_kind(),
+            observed.uid
+        ));
+    }
+    Ok(())
+}
+
+/// What clusterlink last said of its cluster, as logged by `ClusterConnected`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Connection {
+    pub(crate) clusterlink_version: String,
+    pub(crate) kubernetes_version: String,
+    pub(crate) cluster_mode: String,
+    pub(crate) network_type: String,
+    pub(crate) at_ms: u64,
+}
+
+/// The pairing record of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ClusterMeta {
+    pub(crate) name: String,
+    pub(crate) description: String,
+    /// `None` when the logged hash is not 32 bytes of hex: no token matches it.
+    pub(crate) token_sha256: Option<[u8; 32]>,
+    pub(crate) created_at_ms: u64,
+    pub(crate) connection: Option<Connection>,
+}
+
+/// One cluster: its record, the version of its stream, and its objects by kind and uid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Cluster {
+    pub(crate) meta: ClusterMeta,
+    pub(crate) stream_version: u64,
+    pub(crate) objects: BTreeMap<ResourceKind, BTreeMap<Box<str>, Object>>,
+}
+
+impl Cluster {
+    pub(crate) fn object(&self, kind: ResourceKind, uid: &str) -> Option<&Object> {
+        self.objects.get(&kind)?.get(uid)
+    }
+
+    /// Objects of one kind, in uid order.
+    pub(crate) fn all(&self, kind: ResourceKind) -> impl Iterator<Item = (&str, &Object)> {
+        self.objects
+            .get(&kind)
+            .into_iter()
+            .flatten()
+            .map(|(uid, object)| (&**uid, object))
+    }
+
+    pub(crate) fn count(&self, kind: ResourceKind) -> usize {
+        self.objects.get(&kind).map_or(0, BTreeMap::len)
+    }
+}
+
+/// The projection: every cluster by id.
+#[derive(Debug, Default)]
+pub struct Index {
+    pub(crate) clusters: BTreeMap<String, Cluster>,
+    pool: Pool,
+}
+
+/// Why credentials were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    #[error("cluster {0} is not paired")]
+    UnknownCluster(String),
+    #[error("wrong token for cluster {0}")]
+    WrongToken(String),
+}
+
+impl AuthError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AuthError::UnknownCluster(_) => "unknown_cluster",
+            AuthError::WrongToken(_) => "wrong_token",
+        }
+    }
+}
+
+/// SHA-256 of a token, hex: what `ClusterCreated` logs.
+pub fn token_sha256(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Index {
+    /// Applies one inventory event written to `stream` at `stream_version`. Events whose
+    /// cluster is not their stream's are ignored: the stream decides which cluster changes.
+    pub fn apply_event(&mut self, stream: &str, stream_version: u64, event: &InventoryEvent) {
+        use InventoryEvent as E;
+        let cluster_id = match event {
+            E::ClusterAuthFailed { .. } => return,
+            E::ClusterCreated { cluster_id, .. }
+            | E::ClusterUpdated { cluster_id, .. }
+            | E::ClusterDeleted { cluster_id }
+            | E::ClusterConnected { cluster_id, .. }
+            | E::ObjectApplied { cluster_id, .. }
+            | E::ObjectDeleted { cluster_id, .. } => cluster_id,
+        };
+        if stream != InventoryEvent::stream(cluster_id) {
+            tracing::warn!(stream, cluster_id, "inventory event on another cluster's stream; ignored");
+            return;
+        }
+        if let E::ClusterCreated {
+            name,
+            description,
+            token_sha256,
+            created_at_ms,
+            ..
+        } = event
+        {
+            self.clusters
+                .entry(cluster_id.clone())
+                .or_insert_with(|| Cluster {
+                    meta: ClusterMeta {
+                        name: name.clone(),
+                        description: description.clone(),
+                        token_sha256: hex::decode(token_sha256)
+                            .ok()
+                            .and_then(|h| h.try_into().ok()),
+                        created_at_ms: *created_at_ms,
+                        connection: None,
+                    },
+                    stream_version,
+                    objects: BTreeMap::new(),
+                });
+            return;
+        }
+        if let E::ClusterDeleted { .. } = event {
+            self.clusters.remove(cluster_id);
+            self.pool.sweep_if_grown();
+            return;
+        }
+        let Some(cluster) = self.clusters.get_mut(cluster_id) else {
+            return;
+        };
+        cluster.stream_version = cluster.stream_version.max(stream_version);
+        match event {
+            E::ClusterUpdated {
+                name, description, ..
+            } => {
+                cluster.meta.name.clone_from(name);
+                cluster.meta.description.clone_from(description);
+            }
+            E::ClusterConnected {
+                clusterlink_version,
+                kubernetes_version,
+                cluster_mode,
+                network_type,
+                at_ms,
+                ..
+            } => {
+                cluster.meta.connection = Some(Connection {
+                    clusterlink_version: clusterlink_version.clone(),
+                    kubernetes_version: kubernetes_version.clone(),
+                    cluster_mode: cluster_mode.clone(),
+                    network_type: network_type.clone(),
+                    at_ms: *at_ms,
+                });
+            }
+            E::ObjectApplied { object, .. } => {
+                if let Some(compact) = Object::from_observed(object, &mut self.pool) {
+                    cluster
+                        .objects
+                        .entry(object.kind)
+                        .or_default()
+                        .insert(object.uid.as_str().into(), compact);
+                }
+            }
+            E::ObjectDeleted { kind, uid, .. } => {
+                if let Some(objects) = cluster.objects.get_mut(kind) {
+                    objects.remove(uid.as_str());
+                }
+            }
+            E::ClusterCreated { .. } | E::ClusterDeleted { .. } | E::ClusterAuthFailed { .. } => {}
+        }
+        self.pool.sweep_if_grown();
+    }
+
+    pub(crate) fn cluster(&self, cluster_id: &str) -> Option<&Cluster> {
+        self.clusters.get(cluster_id)
+    }
+
+    /// The version of the cluster's stream as applied here; 0 for a cluster not (or no longer)
+    /// known.
+    pub fn stream_version(&self, cluster_id: &str) -> u64 {
+        self.cluster(cluster_id).map_or(0, |c| c.stream_version)
+    }
+
+    /// Whether a cluster of that name exists, other than `except`. Names compare
+    /// case-insensitively, as people read them.
+    pub fn name_taken(&self, name: &str, except: Option<&str>) -> bool {
+        self.clusters.iter().any(|(id, c)| {
+            Some(id.as_str()) != except && c.meta.name.eq_ignore_ascii_case(name)
+        })
+    }
+
+    /// The cluster's name and description.
+    pub fn cluster_names(&self, cluster_id: &str) -> Option<(&str, &str)> {
+        self.cluster(cluster_id)
+            .map(|c| (c.meta.name.as_str(), c.meta.description.as_str()))
+    }
+
+    /// What clusterlink last reported of its cluster: versions, mode, network type.
+    pub fn connection(&self, cluster_id: &str) -> Option<[&str; 4]> {
+        let c = self.cluster(cluster_id)?.meta.connection.as_ref()?;
+        Some([
+            &c.clusterlink_version,
+            &c.kubernetes_version,
+            &c.cluster_mode,
+            &c.network_type,
+        ])
+    }
+
+    /// Checks a clusterlink's credentials: the token's hash against the logged one, in constant
+    /// time (an unknown cluster costs the same comparison).
+    pub fn verify(&self, credentials: &ClusterCredentials) -> Result<(), AuthError> {
+        let presented: [u8; 32] = Sha256::digest(credentials.token.as_bytes()).into();
+        let expected = self
+            .cluster(&credentials.cluster_id)
+            .map(|c| c.meta.token_sha256);
+        let matches: bool = presented
+            .ct_eq(&expected.flatten().unwrap_or([0; 32]))
+            .into();
+        match expected {
+            None => Err(AuthError::UnknownCluster(credentials.cluster_id.clone())),
+            Some(Some(_)) if matches => Ok(()),
+            Some(_) => Err(AuthError::WrongToken(credentials.cluster_id.clone())),
+        }
+    }
+
+    /// The resource version held for an object, if it is held.
+    pub fn resource_version(&self, cluster_id: &str, kind: ResourceKind, uid: &str) -> Option<&str> {
+        self.cluster(cluster_id)?
+            .object(kind, uid)
+            .map(|o| &*o.resource_version)
+    }
+
+    /// `(uid, resource_version)` of one kind in a cluster, in uid order, after `after_uid`.
+    pub fn digest(
+        &self,
+        cluster_id: &str,
+        kind: ResourceKind,
+        after_uid: Option<&str>,
+        limit: usize,
+    ) -> Vec<(String, String)> {
+        use std::ops::Bound::{Excluded, Unbounded};
+        let Some(objects) = self.cluster(cluster_id).and_then(|c| c.objects.get(&kind)) else {
+            return Vec::new();
+        };
+        let start = after_uid.map_or(Unbounded, Excluded);
+        objects
+            .range::<str, _>((start, Unbounded))
+            .take(limit)
+            .map(|(uid, o)| (uid.to_string(), o.resource_version.to_string()))
+            .collect()
+    }
+
+    /// Strings interned right now (for tests of the pool).
+    #[cfg(test)]
+    pub(crate) fn pooled_strings(&self) -> usize {
+        self.pool.strings.len()
+    }
+
+    /// Forces a sweep of the pool (for tests).
+    #[cfg(test)]
+    pub(crate) fn sweep_pool(&mut self) {
+        self.pool.strings.retain(|s| Arc::strong_count(s) > 1);
+    }
+}
+
+impl Projection for Index {
+    fn apply(&mut self, event: &RecordedEvent) {
+        if event.event_type != InventoryEvent::EVENT_TYPE {
+            return;
+        }
+        match rmp_serde::from_slice::<InventoryEvent>(&event.data) {
+            Ok(decoded) => self.apply_event(&event.stream, event.stream_version, &decoded),
+            Err(error) => {
+                tracing::warn!(seq = event.seq, %error, "undecodable inventory event; skipped")
+            }
+        }
+    }
+}
+
+/// A cluster in a checkpoint. Objects are stored as observations and re-interned on load, so a
+/// checkpoint is independent of the in-memory layout and a restart starts with a fresh pool.
+#[derive(Serialize, Deserialize)]
+struct ClusterRecord<O> {
+    cluster_id: String,
+    meta: ClusterMeta,
+    stream_version: u64,
+    objects: O,
+}
+
+/// A cluster's objects, serialised one observation at a time (never all copied at once).
+struct ObjectsOf<'a>(&'a Cluster);
+
+impl Serialize for ObjectsOf<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let total = self.0.objects.values().map(BTreeMap::len).sum();
+        let mut seq = serializer.serialize_seq(Some(total))?;
+        for (kind, objects) in &self.0.objects {
+            for (uid, object) in objects {
+                seq.serialize_element(&object.to_observed(*kind, uid))?;
+            }
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Index {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.clusters.iter().map(|(id, cluster)| ClusterRecord {
+            cluster_id: id.clone(),
+            meta: cluster.meta.clone(),
+            stream_version: cluster.stream_version,
+            objects: ObjectsOf(cluster),
+        }))
+    }
+}
+
+impl<'de> Deserialize<'de> for Index {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let records = Vec::<ClusterRecord<Vec<ObservedObject>>>::deserialize(deserializer)?;
+        let mut index = Index::default();
+        for record in records {
+            let mut objects: BTreeMap<ResourceKind, BTreeMap<Box<str>, Object>> = BTreeMap::new();
+            for observed in &record.objects {
+                if let Some(object) = Object::from_observed(observed, &mut index.pool) {
+                    objects
+                        .entry(observed.kind)
+                        .or_default()
+                        .insert(observed.uid.as_str().into(), object);
+                }
+            }
+            index.clusters.insert(
+                record.cluster_id,
+                Cluster {
+                    meta: record.meta,
+                    stream_version: record.stream_version,
+                    objects,
+                },
+            );
+        }
+        Ok(index)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,190 @@
+//! Bulkhead's inventory: the paired clusters and what their clusterlinks observe in them (nodes,
+//! pods, services, EndpointSlices, controllers, namespaces), kept as a projection of the event
+//! log, and the views derived from it: host workloads, pod workloads, kube workloads, virtual
+//! services, namespaces (issue 4; DESIGN.md, "Services").
+//!
+//! ```text
+//!  api ──ClusterCommand──────────►┐                        ┌──► ClusterCommandReply (after the
+//!  api ──InventoryQuery──────────►│   service (shell)      │    projection applied the append)
+//!  clusterlink ──ClusterReport───►│  verify token (sha256, ├──► ReportAck
+//!  clusterlink ──ClusterHeartbeat►│  constant time), plan  │
+//!  clusterlink ──DigestRequest───►│  from the index        ├──► DigestReply
+//!                                 └───────┬────────────────┘
+//!               AppendRequest (stream cluster/<id>,│ expected version, idempotency key)
+//!                                                  ▼
+//!                                              eventlog ──committed──► projection::start
+//!                                                                          │ apply
+//!                                   index (pure: clusters, objects by kind/uid, string pool)
+//!                                     │ views (derived per query)   checkpoint: sled in data_dir
+//!  presence (in memory: heartbeats, last report outcome) ──► online / sync state
+//! ```
+//!
+//! Owners validate (principle 2): a command is planned against the projection and appended at
+//! the stream version the plan saw, so a stale plan conflicts instead of overwriting; the reply
+//! waits until the projection applied the append, so the api reads its own writes. A report's
+//! cluster is the one its credentials prove, never one named in its objects, and observations
+//! that would change nothing (same resource version, deletion of an unknown object) are not
+//! appended, so re-sent reports and full resyncs cost the log nothing.
+//!
+//! Subjects: [`Subject::inventory_command`], [`Subject::inventory_query`] and the per-cluster
+//! `report` and `digest` subjects in queue group `inventory`; `cluster_heartbeat` without a
+//! queue group, so that every replica knows which clusters are online.
+//!
+//! [`Subject::inventory_command`]: bulkhead_schema::Subject::inventory_command
+//! [`Subject::inventory_query`]: bulkhead_schema::Subject::inventory_query
+
+mod index;
+mod metrics;
+mod presence;
+mod report;
+mod service;
+mod views;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bulkhead_runtime::bus::{BusError, TypedBus};
+use bulkhead_runtime::health::{HEARTBEAT_INTERVAL, Health};
+use bulkhead_runtime::projection::{self, CheckpointStore, ProjectionError, ProjectionOptions};
+use bulkhead_schema::Subject;
+use bulkhead_schema::messages::inventory::{
+    ClusterCommand, ClusterHeartbeat, ClusterReport, DigestRequest, InventoryQuery,
+};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use index::{AuthError, Index, token_sha256, validate_observation};
+pub use views::{Presence, Refusal};
+
+use service::{QUEUE_GROUP, Service, answer};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InventoryConfig {
+    /// Where the projection's checkpoint is kept (a sled database of its own).
+    pub data_dir: PathBuf,
+    /// A cluster is online while its last heartbeat is at most this old.
+    pub online_period_secs: u64,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        InventoryConfig {
+            data_dir: "/var/lib/bulkhead/inventory".into(),
+            online_period_secs: 60,
+        }
+    }
+}
+
+impl InventoryConfig {
+    /// The defaults, with the checkpoint in `data_dir` (`bulkhead up`: `<data-dir>/inventory`).
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        InventoryConfig {
+            data_dir: data_dir.into(),
+            ..Self::default()
+        }
+    }
+}
+
+/// Why inventory could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum InventoryError {
+    #[error("cannot open the inventory store in {path}: {source}")]
+    Store { path: PathBuf, source: sled::Error },
+    #[error(transparent)]
+    Projection(#[from] ProjectionError),
+    #[error("cannot subscribe on the bus: {0}")]
+    Bus(#[from] BusError),
+}
+
+impl InventoryError {
+    /// A short, stable label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InventoryError::Store { .. } => "store",
+            InventoryError::Projection(e) => e.kind(),
+            InventoryError::Bus(e) => e.kind(),
+        }
+    }
+}
+
+/// Runs inventory until `shutdown`: follows the log, catches up with it, then serves its
+/// subjects and heartbeats as `health`. Several replicas may run on one bus.
+pub async fn run(
+    config: InventoryConfig,
+    bus: TypedBus,
+    health: Health,
+    shutdown: CancellationToken,
+) -> Result<(), InventoryError> {
+    let db = sled::open(&config.data_dir).map_err(|source| InventoryError::Store {
+        path: config.data_dir.clone(),
+        source,
+    })?;
+    let store = CheckpointStore::open(&db, "inventory")?;
+    let stop = shutdown.child_token();
+    let (projected, follow) = projection::start::<Index>(
+        bus.clone(),
+        store,
+        ProjectionOptions::default(),
+        stop.clone(),
+    )?;
+    let service = Arc::new(Service::new(
+        bus.clone(),
+        projected,
+        Duration::from_secs(config.online_period_secs),
+    ));
+    let following = async {
+        let followed = follow.await;
+        stop.cancel();
+        followed.map_err(InventoryError::from)
+    };
+    let serving = async {
+        let served = serve(&service, &bus, &health, &stop).await;
+        stop.cancel();
+        served
+    };
+    let (followed, served) = tokio::join!(following, serving);
+    followed.and(served)
+}
+
+async fn serve(
+    service: &Arc<Service>,
+    bus: &TypedBus,
+    health: &Health,
+    stop: &CancellationToken,
+) -> Result<(), InventoryError> {
+    // Serving before the projection holds what the log held would answer from the past (a
+    // cluster created a minute ago "not found"); callers meanwhile find nobody and retry.
+    if !service.catch_up(stop).await {
+        return Ok(());
+    }
+    let commands = bus
+        .queue_subscribe::<ClusterCommand>(&Subject::inventory_command(), QUEUE_GROUP)
+        .await?;
+    let queries = bus
+        .queue_subscribe::<InventoryQuery>(&Subject::inventory_query(), QUEUE_GROUP)
+        .await?;
+    let reports = bus
+        .queue_subscribe::<ClusterReport>(&Subject::inventory_all_clusters("report"), QUEUE_GROUP)
+        .await?;
+    let digests = bus
+        .queue_subscribe::<DigestRequest>(&Subject::inventory_all_clusters("digest"), QUEUE_GROUP)
+        .await?;
+    let heartbeats = bus
+        .subscribe::<ClusterHeartbeat>(&Subject::inventory_all_clusters("cluster_heartbeat"))
+        .await?;
+    health.ready();
+    tracing::info!("inventory serving");
+    tokio::join!(
+        answer(service, commands, stop, Service::command),
+        answer(service, queries, stop, Service::query),
+        answer(service, reports, stop, Service::report),
+        answer(service, digests, stop, Service::digest),
+        answer(service, heartbeats, stop, Service::heartbeat),
+        health
+            .clone()
+            .publish_heartbeats(bus.clone(), HEARTBEAT_INTERVAL, stop.clone()),
+    );
+    Ok(())
+}
