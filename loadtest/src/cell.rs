@@ -200,13 +200,20 @@ impl<T: AppendTarget> ClientRun<T> {
                 break;
             }
             let key = format!("{}-{}-{n}", self.label, self.client);
+            // Even a system that never answers cannot hold a client past this.
+            let give_up_at = tokio::time::Instant::from_std(first_sent + self.bounds.give_up_after);
             loop {
                 let attempt_sent = Instant::now();
-                match self
-                    .target
-                    .append(self.client, &key, self.payload.clone())
+                let attempt = self.target.append(self.client, &key, self.payload.clone());
+                let outcome = tokio::time::timeout_at(give_up_at, attempt)
                     .await
-                {
+                    .unwrap_or_else(|_| {
+                        Err(Failure::Retry(format!(
+                            "no answer within {:?}",
+                            self.bounds.give_up_after
+                        )))
+                    });
+                match outcome {
                     Ok(()) => {
                         let acked = Instant::now();
                         if first_sent >= self.window_opens {

@@ -33,9 +33,7 @@ impl Batch {
     /// annotations at 256 KiB), so one observation alone always fits the bus.
     pub fn push(&mut self, observation: Observation) -> Result<(), Observation> {
         let len = encoded_len(&observation);
-        if !self.observations.is_empty()
-            && (self.is_full() || self.bytes + len > self.max_bytes)
-        {
+        if !self.observations.is_empty() && (self.is_full() || self.bytes + len > self.max_bytes) {
             return Err(observation);
         }
         self.bytes += len;

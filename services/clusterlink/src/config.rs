@@ -120,7 +120,10 @@ impl ClusterlinkConfig {
             return Err(invalid("cluster_id", "must be set"));
         }
         // the id is a token of the inventory subjects
-        if id.chars().any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>')) {
+        if id
+            .chars()
+            .any(|c| c.is_whitespace() || matches!(c, '.' | '*' | '>'))
+        {
             return Err(invalid(
                 "cluster_id",
                 format!("{id:?} may not contain whitespace, '.', '*' or '>'"),
@@ -129,7 +132,10 @@ impl ClusterlinkConfig {
         if !(1..=MAX_BATCH).contains(&self.report_batch_size) {
             return Err(invalid(
                 "report_batch_size",
-                format!("{} is not between 1 and {MAX_BATCH}", self.report_batch_size),
+                format!(
+                    "{} is not between 1 and {MAX_BATCH}",
+                    self.report_batch_size
+                ),
             ));
         }
         if self.report_linger_ms > MAX_LINGER_MS {
@@ -141,7 +147,10 @@ impl ClusterlinkConfig {
         if self.heartbeat_interval_ms < MIN_HEARTBEAT_MS {
             return Err(invalid(
                 "heartbeat_interval_ms",
-                format!("{} is less than {MIN_HEARTBEAT_MS}", self.heartbeat_interval_ms),
+                format!(
+                    "{} is less than {MIN_HEARTBEAT_MS}",
+                    self.heartbeat_interval_ms
+                ),
             ));
         }
         for (field, value) in [
@@ -433,11 +442,17 @@ mod tests {
         let error = Cli::try_parse_from(["serve", "--cluster-mode", "migrateLegacyToClas"])
             .unwrap_err()
             .to_string();
-        assert!(error.contains("legacy") && error.contains("clas"), "{error}");
+        assert!(
+            error.contains("legacy") && error.contains("clas"),
+            "{error}"
+        );
         let flags = Flags::default().set("clusterlink.network_type", Some("bridged"));
         let error = bulkhead_runtime::config::load::<Layered>(None, &flags)
             .unwrap_err()
             .to_string();
-        assert!(error.contains("overlay") && error.contains("flat"), "{error}");
+        assert!(
+            error.contains("overlay") && error.contains("flat"),
+            "{error}"
+        );
     }
 }

@@ -449,7 +449,13 @@ pub(crate) mod tests {
         }
     }
 
-    fn workload_of(details: ObjectDetails) -> (BTreeMap<String, String>, BTreeMap<String, String>, Option<i32>) {
+    fn workload_of(
+        details: ObjectDetails,
+    ) -> (
+        BTreeMap<String, String>,
+        BTreeMap<String, String>,
+        Option<i32>,
+    ) {
         match details {
             ObjectDetails::Workload {
                 template_labels,
@@ -467,7 +473,10 @@ pub(crate) mod tests {
         pod.metadata.annotations = Some(map(&[
             ("bulkhead.io/role", "db"),
             ("com.illumio.app", "shop"),
-            ("kubectl.kubernetes.io/last-applied-configuration", "{\"secret\":1}"),
+            (
+                "kubectl.kubernetes.io/last-applied-configuration",
+                "{\"secret\":1}",
+            ),
             ("bulkhead.iox/spoof", "x"),
             ("meta.illumio.podIPObservability", "true"),
         ]));
@@ -482,7 +491,10 @@ pub(crate) mod tests {
             (observed.name.as_str(), observed.resource_version.as_str()),
             ("web-1", "42")
         );
-        assert_eq!(observed.labels, map(&[("app", "web"), ("tier", "frontend")]));
+        assert_eq!(
+            observed.labels,
+            map(&[("app", "web"), ("tier", "frontend")])
+        );
         assert_eq!(
             observed.annotations,
             map(&[("bulkhead.io/role", "db"), ("com.illumio.app", "shop")])
@@ -522,7 +534,11 @@ pub(crate) mod tests {
             })
         );
         pod.metadata.owner_references = Some(vec![gc_only]);
-        assert_eq!(observe(&pod).unwrap().owner, None, "no controller, no owner");
+        assert_eq!(
+            observe(&pod).unwrap().owner,
+            None,
+            "no controller, no owner"
+        );
     }
 
     #[test]
@@ -833,7 +849,10 @@ pub(crate) mod tests {
             3,
             mk_template(
                 &[("app", "web")],
-                &[("bulkhead.io/env", "prod"), ("prometheus.io/scrape", "true")],
+                &[
+                    ("bulkhead.io/env", "prod"),
+                    ("prometheus.io/scrape", "true"),
+                ],
             ),
         );
         assert_eq!(

@@ -116,7 +116,10 @@ pub async fn run(
     tasks.spawn(watch::<ReplicaSet>(client.clone(), shared.clone()));
     tasks.spawn(watch::<StatefulSet>(client.clone(), shared.clone()));
     tasks.spawn(watch::<DaemonSet>(client.clone(), shared.clone()));
-    tasks.spawn(watch::<ReplicationController>(client.clone(), shared.clone()));
+    tasks.spawn(watch::<ReplicationController>(
+        client.clone(),
+        shared.clone(),
+    ));
     tasks.spawn(watch::<Job>(client.clone(), shared.clone()));
     tasks.spawn(watch::<CronJob>(client, shared));
 

@@ -48,7 +48,9 @@ static RESYNC_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
             "bulkhead_clusterlink_resync_seconds",
             "From a watch's (re)list to inventory acknowledging the resync, by kind",
         )
-        .buckets(vec![0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0]),
+        .buckets(vec![
+            0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+        ]),
         &["kind"],
     )
     .expect("valid histogram");

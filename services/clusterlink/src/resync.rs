@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use bulkhead_schema::messages::inventory::{ObservedObject, Observation, ResourceKind};
+use bulkhead_schema::messages::inventory::{Observation, ObservedObject, ResourceKind};
 
 /// One kind's listed objects, not yet matched against the digest.
 #[derive(Debug)]
@@ -81,10 +81,7 @@ mod tests {
         let objects = [pod("a", "1"), pod("b", "2")];
         let mut resync = Resync::new(ResourceKind::Pod, listed(&objects));
         assert!(resync.page(&[]).is_empty());
-        assert_eq!(
-            resync.finish(),
-            objects.map(Observation::Applied).to_vec()
-        );
+        assert_eq!(resync.finish(), objects.map(Observation::Applied).to_vec());
     }
 
     #[test]
@@ -109,8 +106,14 @@ mod tests {
     #[test]
     fn pages_are_diffed_independently() {
         let mut resync = Resync::new(ResourceKind::Pod, listed(&[pod("a", "1"), pod("d", "4")]));
-        assert_eq!(resync.page(&[entry("a", "1"), entry("b", "2")]), vec![deleted("b")]);
-        assert_eq!(resync.page(&[entry("c", "3"), entry("d", "4")]), vec![deleted("c")]);
+        assert_eq!(
+            resync.page(&[entry("a", "1"), entry("b", "2")]),
+            vec![deleted("b")]
+        );
+        assert_eq!(
+            resync.page(&[entry("c", "3"), entry("d", "4")]),
+            vec![deleted("c")]
+        );
         assert!(resync.finish().is_empty(), "everything matched");
     }
 

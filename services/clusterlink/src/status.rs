@@ -139,7 +139,11 @@ mod tests {
             )
         );
         status.accepted(Request::Report);
-        assert_eq!(health.state().0, ServiceState::Degraded, "heartbeats still rejected");
+        assert_eq!(
+            health.state().0,
+            ServiceState::Degraded,
+            "heartbeats still rejected"
+        );
         status.accepted(Request::Heartbeat);
         assert_eq!(health.state(), (ServiceState::Ready, None));
     }

@@ -104,7 +104,11 @@ impl Uplink {
     ) -> A::Output {
         let mut backoff = RETRY_MIN;
         loop {
-            let pause = match self.bus.request::<Q, A>(subject, message, self.timeout).await {
+            let pause = match self
+                .bus
+                .request::<Q, A>(subject, message, self.timeout)
+                .await
+            {
                 Ok(reply) => match reply.message.verdict() {
                     Verdict::Done(output) => {
                         self.status.accepted(request);

@@ -7,19 +7,19 @@ use std::fmt::Debug;
 use std::pin::pin;
 use std::sync::Arc;
 
-use bulkhead_schema::messages::inventory::{ObservedObject, Observation, ResourceKind};
+use bulkhead_schema::messages::inventory::{Observation, ObservedObject, ResourceKind};
 use futures::StreamExt;
-use kube::runtime::{WatchStreamExt, watcher};
 use kube::Api;
+use kube::runtime::{WatchStreamExt, watcher};
 use serde::de::DeserializeOwned;
 use tokio::time::Instant;
 
 use crate::convert::{Observe, observe};
+use crate::metrics;
 use crate::report::{Closed, Reports};
 use crate::resync::Resync;
 use crate::status::Status;
 use crate::uplink::Uplink;
-use crate::metrics;
 
 /// Digest entries asked for at once: ~50 bytes each, far below the bus limit.
 const DIGEST_PAGE: u32 = 2_000;

@@ -694,4 +694,4 @@ impl<'de> Deserialize<'de> for Index {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

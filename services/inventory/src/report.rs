@@ -171,20 +171,20 @@ mod tests {
     use bulkhead_schema::messages::eventlog::RecordedEvent;
 
     use super::*;
-    use crate::index::tests::{mk_cluster_created, mk_pod, recorded};
+    use crate::index::tests::{mk_cluster_created, mk_pod, recorded, uid};
 
     const C1: &str = "c1";
 
-    fn applied(uid: &str, version: &str) -> Observation {
-        let mut pod = mk_pod(uid, "shop", None);
+    fn applied(name: &str, version: &str) -> Observation {
+        let mut pod = mk_pod(name, "shop", None);
         pod.resource_version = version.into();
         Observation::Applied(pod)
     }
 
-    fn deleted(uid: &str) -> Observation {
+    fn deleted(name: &str) -> Observation {
         Observation::Deleted {
             kind: ResourceKind::Pod,
-            uid: uid.into(),
+            uid: uid(name),
         }
     }
 
@@ -231,9 +231,9 @@ mod tests {
         let report = [applied("p1", "1"), deleted("p1"), deleted("p1"), applied("p2", "1"), applied("p2", "1")];
         let encoded = encode(C1, &report, &AppendLimits::default()).unwrap();
         let events = decoded(&changes(&index, C1, &encoded.pending));
-        assert!(matches!(&events[0], InventoryEvent::ObjectApplied { object, .. } if object.uid == "p1"));
-        assert!(matches!(&events[1], InventoryEvent::ObjectDeleted { uid, .. } if uid == "p1"));
-        assert!(matches!(&events[2], InventoryEvent::ObjectApplied { object, .. } if object.uid == "p2"));
+        assert!(matches!(&events[0], InventoryEvent::ObjectApplied { object, .. } if object.uid == uid("p1")));
+        assert!(matches!(&events[1], InventoryEvent::ObjectDeleted { uid: deleted, .. } if *deleted == uid("p1")));
+        assert!(matches!(&events[2], InventoryEvent::ObjectApplied { object, .. } if object.uid == uid("p2")));
         assert_eq!(events.len(), 3, "the repeated deletion and application are no-ops");
     }
 
@@ -257,7 +257,8 @@ mod tests {
         let err = encode(C1, &[applied("p0", "1"), Observation::Applied(pod)], &AppendLimits::default())
             .unwrap_err();
         assert!(err.contains("details of another kind"), "{err}");
-        assert!(encode(C1, &[deleted("")], &AppendLimits::default()).is_err());
+        let no_uid = Observation::Deleted { kind: ResourceKind::Pod, uid: String::new() };
+        assert!(encode(C1, &[no_uid], &AppendLimits::default()).is_err());
         let mut nameless = mk_pod("p1", "shop", None);
         nameless.name.clear();
         assert!(encode(C1, &[Observation::Applied(nameless)], &AppendLimits::default()).is_err());

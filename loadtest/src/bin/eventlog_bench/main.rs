@@ -184,6 +184,26 @@ fn trouble(result: &CellResult) -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let args = Args::parse();
+    // Dropping the run on a signal kills every process it started and removes its temp dirs.
+    tokio::select! {
+        outcome = run(args) => outcome,
+        signal = interrupted() => {
+            signal?;
+            eprintln!("interrupted: stopped every server and replica of the run");
+            Ok(ExitCode::from(130))
+        }
+    }
+}
+
+async fn interrupted() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        ctrl_c = tokio::signal::ctrl_c() => Ok(ctrl_c?),
+        _ = terminate.recv() => Ok(()),
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args.quick);
     let nats = Installed::probe()?;
     let bulkhead = bulkhead_binary(args.bulkhead)?;

@@ -127,10 +127,17 @@ impl AppendTarget for JetStreamStream {
     }
 }
 
-/// The disk floor: sled, as our log store uses it, with every write flushed (fsynced) before
-/// it counts. Concurrent writers share flushes, as concurrent appends share a Raft entry.
+/// The disk floor: sled, as our log store uses it, every write flushed (fsynced) before it
+/// counts. Writers share flushes (group commit), as concurrent appends share a Raft entry: a
+/// writer waits for the flush in progress, then either finds its write covered by one that
+/// started after it or flushes itself. One flush at a time also keeps clear of sled 0.34's
+/// deadlock under concurrent `flush_async` calls (spacejam/sled#1308).
 pub struct RawSled {
     db: sled::Db,
+    /// Writes inserted so far; a writer's ticket is the count including its own write.
+    inserted: AtomicU64,
+    /// Every write with a ticket up to this is durable. Guarded so that one flush runs at once.
+    flushed: tokio::sync::Mutex<u64>,
     _dir: tempfile::TempDir,
 }
 
@@ -139,6 +146,8 @@ impl RawSled {
         let dir = tempfile::Builder::new().prefix("bench-sled-").tempdir()?;
         Ok(RawSled {
             db: sled::open(dir.path())?,
+            inserted: AtomicU64::new(0),
+            flushed: tokio::sync::Mutex::new(0),
             _dir: dir,
         })
     }
@@ -150,11 +159,13 @@ impl AppendTarget for RawSled {
         self.db
             .insert(key.as_bytes(), payload.as_ref())
             .map_err(fatal)?;
-        let db = self.db.clone();
-        tokio::task::spawn_blocking(move || db.flush())
-            .await
-            .map_err(|e| Failure::Fatal(e.to_string()))?
-            .map_err(fatal)?;
+        let ticket = self.inserted.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut flushed = self.flushed.lock().await;
+        if *flushed < ticket {
+            let covered = self.inserted.load(Ordering::SeqCst);
+            self.db.flush_async().await.map_err(fatal)?;
+            *flushed = covered;
+        }
         Ok(())
     }
 }
