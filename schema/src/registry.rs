@@ -1,7 +1,8 @@
+use crate::messages::common::RequestRejected;
 use crate::messages::eventlog::{
     AppendOutcome, AppendReply, AppendRequest, CommittedEvents, ExpectedVersion, LogMember,
     LogStatus, MembershipReply, MembershipRequest, NewEvent, RaftRole, ReadReply, ReadRequest,
-    ReadStreamRequest, RecordedEvent, ReplicationProgress, RequestRejected, StatusRequest,
+    ReadStreamRequest, RecordedEvent, ReplicationProgress, StatusRequest,
 };
 use crate::messages::health::{ServiceHeartbeat, ServiceState};
 use crate::messages::inventory::{

@@ -37,13 +37,31 @@ pub(crate) enum StatusFrom {
 pub(crate) struct Cluster {
     pub store: Store,
     pub net: Network,
-    queue: VecDeque<(Kind, Key)>,
+    /// Controller work by level: deployments, then pod owners, then services. Draining upper
+    /// levels first lets a service see all the pods a transaction creates in one reconcile.
+    queue: [VecDeque<(Kind, Key)>; 3],
     queued: HashSet<(Kind, Key)>,
+    /// The object being reconciled: its own writes do not queue it again.
+    reconciling: Option<(Kind, Key)>,
+}
+
+fn level(kind: Kind) -> usize {
+    match kind.desc().role {
+        Role::Deployment | Role::Plain => 0,
+        Role::Pods(_) => 1,
+        Role::Service => 2,
+    }
 }
 
 impl Cluster {
     pub fn new(history: usize) -> Self {
-        Cluster { store: Store::new(history), net: Network::default(), queue: VecDeque::new(), queued: HashSet::new() }
+        Cluster {
+            store: Store::new(history),
+            net: Network::default(),
+            queue: Default::default(),
+            queued: HashSet::new(),
+            reconciling: None,
+        }
     }
 
     pub fn get(&self, kind: Kind, key: &Key) -> Result<Arc<Obj>, Error> {
@@ -52,16 +70,19 @@ impl Cluster {
 
     /// Ends a transaction: runs the controllers until nothing is left to do, then wakes watchers.
     pub fn settle(&mut self) {
-        while let Some(item) = self.queue.pop_front() {
+        while let Some(item) = self.queue.iter_mut().find_map(VecDeque::pop_front) {
             self.queued.remove(&item);
+            self.reconciling = Some(item.clone());
             self.reconcile(item.0, &item.1);
+            self.reconciling = None;
         }
         self.store.commit();
     }
 
-    pub(crate) fn enqueue(&mut self, kind: Kind, key: Key) {
-        if self.queued.insert((kind, key.clone())) {
-            self.queue.push_back((kind, key));
+    fn enqueue(&mut self, kind: Kind, key: Key) {
+        let item = (kind, key);
+        if self.reconciling.as_ref() != Some(&item) && self.queued.insert(item.clone()) {
+            self.queue[level(kind)].push_back(item);
         }
     }
 

@@ -257,16 +257,6 @@ pub enum MembershipReply {
     Unavailable { reason: String },
 }
 
-/// The answer to any event log request that could not be read: undecodable, of the wrong type
-/// for its subject, of a newer version, or too large. Nothing was done.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-pub struct RequestRejected {
-    /// A stable label, e.g. `malformed_envelope` or `wrong_type`.
-    pub kind: String,
-    /// What was wrong, for people.
-    pub reason: String,
-}
-
 impl WireMessage for StatusRequest {
     const TYPE: &'static str = "eventlog.StatusRequest";
     const VERSION: u16 = 1;
@@ -284,10 +274,5 @@ impl WireMessage for MembershipRequest {
 
 impl WireMessage for MembershipReply {
     const TYPE: &'static str = "eventlog.MembershipReply";
-    const VERSION: u16 = 1;
-}
-
-impl WireMessage for RequestRejected {
-    const TYPE: &'static str = "eventlog.RequestRejected";
     const VERSION: u16 = 1;
 }

@@ -19,26 +19,27 @@ fn encoded_len(observation: &Observation) -> usize {
 }
 
 impl Batch {
-    pub fn new(max_count: usize, max_bytes: usize) -> Self {
+    /// A batch of `first` alone, whatever its size: a Kubernetes object is far below the byte
+    /// bound (the API server caps annotations at 256 KiB), so one observation always fits the
+    /// bus.
+    pub fn new(first: Observation, max_count: usize, max_bytes: usize) -> Self {
         Batch {
-            observations: Vec::new(),
-            bytes: 0,
+            bytes: encoded_len(&first),
+            observations: vec![first],
             max_count,
             max_bytes,
         }
     }
 
-    /// Adds `observation`, or hands it back when the batch has no room for it. An empty batch
-    /// takes anything: a Kubernetes object is far below the byte bound (the API server caps
-    /// annotations at 256 KiB), so one observation alone always fits the bus.
-    pub fn push(&mut self, observation: Observation) -> Result<(), Observation> {
+    /// Adds `observation`, or hands it back when the batch has no room for it.
+    pub fn push(&mut self, observation: Observation) -> Option<Observation> {
         let len = encoded_len(&observation);
-        if !self.observations.is_empty() && (self.is_full() || self.bytes + len > self.max_bytes) {
-            return Err(observation);
+        if self.is_full() || self.bytes + len > self.max_bytes {
+            return Some(observation);
         }
         self.bytes += len;
         self.observations.push(observation);
-        Ok(())
+        None
     }
 
     pub fn is_full(&self) -> bool {
@@ -65,29 +66,27 @@ mod tests {
 
     #[test]
     fn bounded_by_count() {
-        let mut batch = Batch::new(2, usize::MAX);
-        assert!(batch.push(deleted(1)).is_ok());
+        let mut batch = Batch::new(deleted(1), 2, usize::MAX);
         assert!(!batch.is_full());
-        assert!(batch.push(deleted(2)).is_ok());
+        assert_eq!(batch.push(deleted(2)), None);
         assert!(batch.is_full());
-        assert_eq!(batch.push(deleted(3)), Err(deleted(3)), "handed back");
+        assert_eq!(batch.push(deleted(3)), Some(deleted(3)), "handed back");
         assert_eq!(batch.into_observations(), vec![deleted(1), deleted(2)]);
     }
 
     #[test]
     fn bounded_by_encoded_size() {
         let one = encoded_len(&deleted(1));
-        let mut batch = Batch::new(100, 2 * one + one / 2);
-        assert!(batch.push(deleted(1)).is_ok());
-        assert!(batch.push(deleted(2)).is_ok());
-        assert_eq!(batch.push(deleted(3)), Err(deleted(3)));
+        let mut batch = Batch::new(deleted(1), 100, 2 * one + one / 2);
+        assert_eq!(batch.push(deleted(2)), None);
+        assert_eq!(batch.push(deleted(3)), Some(deleted(3)));
         assert_eq!(batch.into_observations().len(), 2);
     }
 
     #[test]
-    fn an_empty_batch_takes_even_an_oversized_observation() {
-        let mut batch = Batch::new(10, 1);
-        assert!(batch.push(deleted(1)).is_ok());
-        assert_eq!(batch.push(deleted(2)), Err(deleted(2)));
+    fn the_first_observation_goes_in_whatever_its_size() {
+        let mut batch = Batch::new(deleted(1), 10, 1);
+        assert_eq!(batch.push(deleted(2)), Some(deleted(2)));
+        assert_eq!(batch.into_observations(), vec![deleted(1)]);
     }
 }

@@ -70,7 +70,8 @@ pub struct ClusterlinkConfig {
     pub kubeconfig: Option<PathBuf>,
     /// Most observations in one report (an event-log append takes at most 1,000 events).
     pub report_batch_size: usize,
-    /// How long the first observation of a report waits for others to join it.
+    /// How long the first observation of a report waits for others to join it. Short: while a
+    /// report awaits its ack, what arrives queues for the next one, which batches under load.
     pub report_linger_ms: u64,
     pub heartbeat_interval_ms: u64,
     /// How long a request to inventory waits for its answer before it is sent again.
@@ -91,7 +92,7 @@ impl Default for ClusterlinkConfig {
             network_type: NetworkType::default(),
             kubeconfig: None,
             report_batch_size: 500,
-            report_linger_ms: 100,
+            report_linger_ms: 5,
             heartbeat_interval_ms: 10_000,
             request_timeout_ms: 10_000,
             retry_max_ms: 10_000,
@@ -267,7 +268,7 @@ pub struct ClusterlinkArgs {
     /// Most observations in one report [default: 500].
     #[arg(long)]
     pub report_batch_size: Option<usize>,
-    /// How long a report waits for more observations, in ms [default: 100].
+    /// How long a report waits for more observations, in ms [default: 5].
     #[arg(long)]
     pub report_linger_ms: Option<u64>,
     /// Interval of heartbeats to inventory, in ms [default: 10000].
@@ -331,7 +332,8 @@ mod tests {
 
     #[test]
     fn invalid_settings_name_the_field() {
-        let cases: [(&str, fn(&mut ClusterlinkConfig)); 10] = [
+        type Breakage = fn(&mut ClusterlinkConfig);
+        let cases: [(&str, Breakage); 10] = [
             ("cluster_id", |c| c.cluster_id.clear()),
             ("cluster_id", |c| c.cluster_id = "a.b".into()),
             ("cluster_token", |c| c.cluster_token = None),

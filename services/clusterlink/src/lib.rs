@@ -40,7 +40,7 @@ pub mod convert;
 mod error;
 mod metrics;
 mod report;
-pub mod resync;
+mod resync;
 mod status;
 mod uplink;
 mod watch;

@@ -15,6 +15,10 @@ use crate::uplink::Uplink;
 /// their events) instead of filling this process's memory.
 const QUEUE_LEN: usize = 4_096;
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "nearly every item is an observation: boxing would only add an allocation to each"
+)]
 pub enum Item {
     Observation(Observation),
     /// Answered once everything queued before it is acknowledged.
@@ -80,10 +84,7 @@ pub async fn deliver(mut queue: mpsc::Receiver<Item>, uplink: Arc<Uplink>, limit
                 Some(Item::Observation(observation)) => observation,
             },
         };
-        let mut batch = Batch::new(limits.count, limits.bytes);
-        batch
-            .push(first)
-            .expect("an empty batch takes any observation");
+        let mut batch = Batch::new(first, limits.count, limits.bytes);
         let mut barrier = None;
         let deadline = Instant::now() + limits.linger;
         while !batch.is_full() {
@@ -92,8 +93,8 @@ pub async fn deliver(mut queue: mpsc::Receiver<Item>, uplink: Arc<Uplink>, limit
                 biased;
                 item = queue.recv() => match item {
                     Some(Item::Observation(observation)) => {
-                        if let Err(observation) = batch.push(observation) {
-                            carried = Some(observation);
+                        carried = batch.push(observation);
+                        if carried.is_some() {
                             break;
                         }
                     }

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_runtime::bus::TypedBus;
+use bulkhead_runtime::bus::{BusError, TypedBus};
 use bulkhead_schema::messages::inventory::{
     ClusterCredentials, ClusterHeartbeat, ClusterReport, DigestReply, DigestRequest, Observation,
     ReportAck, ResourceKind,
 };
-use bulkhead_schema::{Subject, WireMessage};
+use bulkhead_schema::{Decoded, Subject, WireMessage};
 use tokio::time::MissedTickBehavior;
 
 use crate::config::{ClusterMode, ClusterlinkConfig, NetworkType};
@@ -23,13 +23,17 @@ const RETRY_MIN: Duration = Duration::from_millis(50);
 /// What an answer from inventory means for the request.
 enum Verdict<T> {
     Done(T),
-    /// Wrong credentials or a malformed request: nothing was applied.
+    /// Wrong credentials, or a request inventory cannot read: nothing was applied, and the
+    /// same request gets the same answer until someone fixes something.
     Rejected {
         kind: String,
         reason: String,
     },
-    /// Inventory could not serve it now.
-    Unavailable(String),
+    /// No answer, or inventory cannot serve it now: worth sending again soon.
+    Retry {
+        label: &'static str,
+        reason: String,
+    },
 }
 
 trait Answer: WireMessage {
@@ -45,7 +49,10 @@ impl Answer for ReportAck {
         match self {
             ReportAck::Accepted { observations } => Verdict::Done(observations),
             ReportAck::Rejected { kind, reason } => Verdict::Rejected { kind, reason },
-            ReportAck::Unavailable { reason } => Verdict::Unavailable(reason),
+            ReportAck::Unavailable { reason } => Verdict::Retry {
+                label: "unavailable",
+                reason,
+            },
         }
     }
 }
@@ -58,6 +65,22 @@ impl Answer for DigestReply {
             DigestReply::Page { entries } => Verdict::Done(entries),
             DigestReply::Rejected { kind, reason } => Verdict::Rejected { kind, reason },
         }
+    }
+}
+
+fn judge<A: Answer>(answer: Result<Decoded<A>, BusError>) -> Verdict<A::Output> {
+    match answer {
+        Ok(reply) => reply.message.verdict(),
+        // an answer this build cannot read: a refusal of the request as unreadable, or a newer
+        // inventory's version; asking again soon would only get it again
+        Err(BusError::Decode(error)) => Verdict::Rejected {
+            kind: error.kind().into(),
+            reason: format!("unreadable answer: {error}"),
+        },
+        Err(error) => Verdict::Retry {
+            label: error.kind(),
+            reason: error.to_string(),
+        },
     }
 }
 
@@ -104,29 +127,22 @@ impl Uplink {
     ) -> A::Output {
         let mut backoff = RETRY_MIN;
         loop {
-            let pause = match self
+            let answer = self
                 .bus
                 .request::<Q, A>(subject, message, self.timeout)
-                .await
-            {
-                Ok(reply) => match reply.message.verdict() {
-                    Verdict::Done(output) => {
-                        self.status.accepted(request);
-                        return output;
-                    }
-                    Verdict::Rejected { kind, reason } => {
-                        self.rejected(request, &kind, &reason);
-                        self.retry_max
-                    }
-                    Verdict::Unavailable(reason) => {
-                        metrics::retried(request, "unavailable");
-                        tracing::warn!(%request, %reason, "inventory unavailable; sending again");
-                        backoff
-                    }
-                },
-                Err(error) => {
-                    metrics::retried(request, error.kind());
-                    tracing::warn!(%request, %error, "no answer from inventory; sending again");
+                .await;
+            let pause = match judge(answer) {
+                Verdict::Done(output) => {
+                    self.status.accepted(request);
+                    return output;
+                }
+                Verdict::Rejected { kind, reason } => {
+                    self.rejected(request, &kind, &reason);
+                    self.retry_max
+                }
+                Verdict::Retry { label, reason } => {
+                    metrics::retried(request, label);
+                    tracing::warn!(%request, %reason, "inventory did not take it; sending again");
                     backoff
                 }
             };
@@ -213,16 +229,69 @@ impl Uplink {
                 .bus
                 .request::<_, ReportAck>(&self.heartbeat_subject, &heartbeat, self.timeout)
                 .await;
-            match answer.map(|reply| reply.message.verdict()) {
-                Ok(Verdict::Done(_)) => self.status.accepted(Request::Heartbeat),
-                Ok(Verdict::Rejected { kind, reason }) => {
+            match judge(answer) {
+                Verdict::Done(_) => self.status.accepted(Request::Heartbeat),
+                Verdict::Rejected { kind, reason } => {
                     self.rejected(Request::Heartbeat, &kind, &reason)
                 }
-                Ok(Verdict::Unavailable(reason)) => {
-                    tracing::debug!(%reason, "heartbeat: inventory unavailable")
+                Verdict::Retry { reason, .. } => {
+                    tracing::debug!(%reason, "heartbeat not acknowledged")
                 }
-                Err(error) => tracing::debug!(%error, "heartbeat not answered"),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bulkhead_schema::{DecodeError, Envelope};
+
+    use super::*;
+
+    fn answered<A: Answer>(message: A) -> Verdict<A::Output> {
+        judge(Ok(Decoded {
+            envelope: Envelope::wrap(&message).unwrap(),
+            message,
+        }))
+    }
+
+    #[test]
+    fn answers_and_failures_are_judged() {
+        assert!(matches!(
+            answered(ReportAck::Accepted { observations: 3 }),
+            Verdict::Done(3)
+        ));
+        assert!(matches!(
+            answered(ReportAck::Unavailable {
+                reason: "no leader".into()
+            }),
+            Verdict::Retry {
+                label: "unavailable",
+                ..
+            }
+        ));
+        assert!(matches!(
+            answered(DigestReply::Rejected { kind: "unauthorized".into(), reason: "token".into() }),
+            Verdict::Rejected { kind, .. } if kind == "unauthorized"
+        ));
+        let timeout = judge::<ReportAck>(Err(BusError::Timeout {
+            subject: "s".into(),
+            timeout: Duration::from_secs(1),
+        }));
+        assert!(matches!(
+            timeout,
+            Verdict::Retry {
+                label: "timeout",
+                ..
+            }
+        ));
+        let refused = judge::<ReportAck>(Err(BusError::Decode(DecodeError::WrongType {
+            expected: ReportAck::TYPE,
+            found: "common.RequestRejected".into(),
+        })));
+        assert!(
+            matches!(&refused, Verdict::Rejected { kind, reason } if kind == "wrong_type" && reason.contains("RequestRejected")),
+            "an answer that cannot be read is not worth a quick retry"
+        );
     }
 }

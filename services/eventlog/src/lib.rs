@@ -4,19 +4,20 @@
 //! `docs/eventlog.md`.
 //!
 //! ```text
-//!  NATS (queue group `eventlog`)            service: decode, refuse bad input, reply
-//!   bulkhead.eventlog.{append,read,read_stream,status,membership}
-//!   bulkhead.eventlog.node.<id>.{append,read,status}
-//!        │ append                           │ read / status / membership
-//!        ▼                                  ▼
-//!   validate(limits) ─► batcher ─► AppendBatch ─► leader::LeaderOp ──(follower)──► leader's
-//!                       (1 ms / 256 appends)      │ on the leader               /client/*
-//!                                                 ▼
-//!                          raft.client_write(LogRequest) / ensure_linearizable / membership
-//!                                                 │
-//!   Raft listener (HTTP, MessagePack):  /raft/{append,vote,snapshot}  ◄──► other replicas
-//!   (server, network; not NATS, so replication outlives a NATS outage)
-//!              ┌──────────────────────────────────┴─────────────────┐
+//!  NATS, queue group `eventlog`                    (service: decode, refuse bad input, reply)
+//!   bulkhead.eventlog.{append,read,read_stream,status,membership}, .node.<id>.{append,read,status}
+//!        │ append                                  │ read, status, membership
+//!        ▼                                         │
+//!   validate(limits) ─► batcher (1 ms, 256 appends)│
+//!                           │ AppendBatch          │
+//!                           ▼                      ▼
+//!                     leader::LeaderOp ── not leader ──► the leader's /client/* (HTTP)
+//!                           │ leader
+//!                           ▼
+//!        raft.client_write(LogRequest) / ensure_linearizable / change_membership
+//!                           │          Raft listener (server, network): HTTP + MessagePack,
+//!                           │          /raft/{append,vote,snapshot} ◄──► other replicas
+//!              ┌────────────┴───────────────────────────────────────┐
 //!              ▼ RaftLogStorage                                      ▼ RaftStateMachine
 //!   LogStore: tree `raft_log`                          StateMachineStore: tree `state_machine`
 //!     entries by index, vote,                            global seq, stream heads,
@@ -24,7 +25,7 @@
 //!                                                        outcomes by idempotency key, snapshot
 //!                                                                    │ clone
 //!                                                                    ▼
-//!        leader only: bulkhead.eventlog.committed ◄── EventReader: read, read_stream, versions
+//!   while leading: bulkhead.eventlog.committed ◄───── EventReader: read, read_stream, versions
 //! ```
 //!
 //! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces.

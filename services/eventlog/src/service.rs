@@ -5,18 +5,14 @@ use std::sync::Arc;
 
 use bulkhead_runtime::bus::{Subscription, TypedBus};
 use bulkhead_runtime::health::{HEARTBEAT_INTERVAL, Health};
-use bulkhead_runtime::{metrics as bus_metrics, telemetry};
 use bulkhead_schema::messages::eventlog::{
     AppendRequest, CommittedEvents, MembershipRequest, ReadRequest, ReadStreamRequest,
-    RequestRejected, StatusRequest,
+    StatusRequest,
 };
 use bulkhead_schema::messages::health::ServiceState;
-use bulkhead_schema::{DEFAULT_MAX_MESSAGE_BYTES, DecodeError, Envelope, Subject, WireMessage};
-use futures::StreamExt;
+use bulkhead_schema::{Subject, WireMessage};
 use openraft::ServerState;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::node::{Inner, MAX_PAGE_BYTES, MAX_PAGE_EVENTS, fitting};
 use crate::{EventlogConfig, EventlogError, LogNode};
@@ -119,73 +115,20 @@ struct Server<'a> {
 }
 
 impl Server<'_> {
-    /// Answers the requests of one subscription, each in its own task (appends must meet in
-    /// the batcher). A request that cannot be read is refused with a [`RequestRejected`].
-    async fn answer<Q, R, F, Fut>(&self, mut requests: Subscription, handle: F)
+    /// Answers the requests of one subscription, each in its own task: appends must meet in
+    /// the batcher.
+    async fn answer<Q, R, F, Fut>(&self, requests: Subscription, handle: F)
     where
         Q: WireMessage,
         R: WireMessage,
         F: Fn(Arc<Inner>, Q) -> Fut,
         Fut: Future<Output = R> + Send + 'static,
     {
-        let in_flight = Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT));
-        loop {
-            let message = tokio::select! {
-                _ = self.stop.cancelled() => break,
-                message = requests.next() => match message {
-                    Some(message) => message,
-                    None => break,
-                },
-            };
-            let decoded = match Envelope::decode::<Q>(&message.payload, DEFAULT_MAX_MESSAGE_BYTES) {
-                Ok(decoded) => decoded,
-                Err(error) => {
-                    self.refuse::<Q>(&message.subject, message.reply.as_ref(), error)
-                        .await;
-                    continue;
-                }
-            };
-            let slot = in_flight
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
-            let span = tracing::debug_span!("eventlog request", subject = %message.subject);
-            telemetry::follow_trace_context(&decoded.envelope, &span);
-            let answer = handle(self.node.clone(), decoded.message);
-            let bus = self.bus.clone();
-            tokio::spawn(
-                async move {
-                    let reply = answer.await;
-                    if let Some(to) = message.reply
-                        && let Err(error) = bus.reply(&to, &reply).await
-                    {
-                        tracing::warn!(%error, "cannot send a reply");
-                    }
-                    drop(slot);
-                }
-                .instrument(span),
-            );
-        }
-    }
-
-    async fn refuse<Q: WireMessage>(
-        &self,
-        subject: &str,
-        reply: Option<&Subject>,
-        error: DecodeError,
-    ) {
-        bus_metrics::bus_rejected(Q::TYPE, error.kind());
-        tracing::warn!(subject, expected = Q::TYPE, %error, "refused a request");
-        if let Some(to) = reply {
-            let refusal = RequestRejected {
-                kind: error.kind().into(),
-                reason: error.to_string(),
-            };
-            if let Err(error) = self.bus.reply(to, &refusal).await {
-                tracing::warn!(%error, "cannot send a refusal");
-            }
-        }
+        self.bus
+            .answer_requests(requests, REQUESTS_IN_FLIGHT, self.stop, |request| {
+                handle(self.node.clone(), request)
+            })
+            .await;
     }
 }
 

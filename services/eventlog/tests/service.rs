@@ -10,10 +10,11 @@ use bulkhead_eventlog::{EventlogConfig, EventlogError, Limits, Peers, run};
 use bulkhead_runtime::bus::TypedBus;
 use bulkhead_runtime::health::Health;
 use bulkhead_runtime::testing::{NatsServer, free_port};
+use bulkhead_schema::messages::common::RequestRejected;
 use bulkhead_schema::messages::eventlog::{
     AppendOutcome, AppendReply, AppendRequest, CommittedEvents, ExpectedVersion, LogStatus,
     MembershipReply, MembershipRequest, NewEvent, RaftRole, ReadReply, ReadRequest,
-    ReadStreamRequest, RecordedEvent, RequestRejected, StatusRequest,
+    ReadStreamRequest, RecordedEvent, StatusRequest,
 };
 use bulkhead_schema::{DEFAULT_MAX_MESSAGE_BYTES, Envelope, Subject, WireMessage};
 use tempfile::TempDir;

@@ -1,6 +1,6 @@
 //! Logging and tracing, set up the same way in every process.
 //!
-//! - Log filter from `BULKHEAD_LOG` (else `RUST_LOG`, else `info`); `BULKHEAD_LOG_FORMAT=json`
+//! - Log filter from `BULKHEAD_LOG` (else `RUST_LOG`, else `info,openraft=warn`); `BULKHEAD_LOG_FORMAT=json`
 //!   for JSON lines.
 //! - Spans get OpenTelemetry ids always, so trace context flows through the bus even when
 //!   nothing is exported; with the `otlp` feature and `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are
@@ -18,6 +18,9 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
+
+/// openraft narrates every election and replication round at info; its warnings are enough.
+const DEFAULT_FILTER: &str = "info,openraft=warn";
 
 /// Flushes and shuts the tracer down when dropped (end of `main`).
 pub struct TelemetryGuard {
@@ -51,10 +54,10 @@ pub fn init(service: &str) -> Result<TelemetryGuard, TelemetryError> {
     let filter = std::env::var("BULKHEAD_LOG")
         .ok()
         .or_else(|| std::env::var("RUST_LOG").ok())
-        .unwrap_or_else(|| "info".into());
+        .unwrap_or_else(|| DEFAULT_FILTER.into());
     let filter = EnvFilter::try_new(&filter).unwrap_or_else(|e| {
         eprintln!("ignoring log filter {filter:?}: {e}");
-        EnvFilter::new("info")
+        EnvFilter::new(DEFAULT_FILTER)
     });
     let fmt = if std::env::var("BULKHEAD_LOG_FORMAT").is_ok_and(|f| f == "json") {
         tracing_subscriber::fmt::layer()

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bulkhead_runtime::bus::{Bus, BusError, InProcessBus, TypedBus};
 use bulkhead_runtime::metrics;
 use bulkhead_runtime::testing::NatsServer;
+use bulkhead_schema::messages::common::RequestRejected;
 use bulkhead_schema::messages::health::{ServiceHeartbeat, ServiceState};
 use bulkhead_schema::{Envelope, Subject, WireMessage};
 use bytes::Bytes;
@@ -309,20 +310,28 @@ async fn typed_subscriber_survives_bad_input(case: Case) {
     }
 }
 
-async fn typed_request_reply_round_trips(case: Case) {
+async fn answered_requests_and_refused_bad_ones(case: Case) {
     let typed = TypedBus::new(case.bus.clone());
     let subject = case.subject(&["typed-echo"]);
-    let mut server = typed.subscribe::<ServiceHeartbeat>(&subject).await.unwrap();
+    let requests = case.bus.subscribe(&subject).await.unwrap();
     settle(&case.bus).await;
-    let responder_bus = typed.clone();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let server = typed.clone();
+    let serving = stop.clone();
     tokio::spawn(async move {
-        let request = server.next().await.unwrap();
-        let mut answer = request.message.clone();
-        answer.state = ServiceState::Degraded;
-        responder_bus
-            .reply(&request.reply.unwrap(), &answer)
-            .await
-            .unwrap();
+        server
+            .answer_requests(
+                requests,
+                4,
+                &serving,
+                |request: ServiceHeartbeat| async move {
+                    ServiceHeartbeat {
+                        state: ServiceState::Degraded,
+                        ..request
+                    }
+                },
+            )
+            .await;
     });
     let reply = typed
         .request::<_, ServiceHeartbeat>(&subject, &mk_heartbeat("asker"), WAIT)
@@ -330,6 +339,25 @@ async fn typed_request_reply_round_trips(case: Case) {
         .unwrap();
     assert_eq!(reply.message.instance, "asker");
     assert_eq!(reply.message.state, ServiceState::Degraded);
+
+    let garbage = case
+        .bus
+        .request(&subject, Bytes::from_static(b"\xc1garbage"), WAIT)
+        .await
+        .unwrap();
+    let refusal = Envelope::decode::<RequestRejected>(&garbage.payload, usize::MAX)
+        .unwrap()
+        .message;
+    assert_eq!(refusal.kind, "malformed_envelope");
+    let still = typed
+        .request::<_, ServiceHeartbeat>(&subject, &mk_heartbeat("again"), WAIT)
+        .await;
+    assert_eq!(
+        still.unwrap().message.instance,
+        "again",
+        "the server kept serving"
+    );
+    stop.cancel();
 }
 
 macro_rules! conformance {
@@ -362,5 +390,5 @@ conformance!(
     dropping_a_subscription_unsubscribes,
     oversized_publish_is_refused,
     typed_subscriber_survives_bad_input,
-    typed_request_reply_round_trips,
+    answered_requests_and_refused_bad_ones,
 );

@@ -12,18 +12,30 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, ResourceExt,
     api::{ListParams, WatchEvent, WatchParams},
-    runtime::{reflector, reflector::Store, watcher},
+    runtime::{WatchStreamExt, reflector, reflector::Store, watcher},
 };
 use serde_json::json;
 
 use crate::common::{self, eventually, pod};
 
-/// Runs a reflector over all pods; returns its store and the log of watcher events.
-fn reflect(api: Api<Pod>, config: watcher::Config) -> (Store<Pod>, Arc<Mutex<Vec<&'static str>>>) {
+/// Stops a spawned task when dropped: declared after the simulator, it drops first, so the
+/// watcher never retries against a stopped server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Runs a reflector over all pods (with the backoff any real watcher needs); returns its store,
+/// the log of watcher events and the task's guard.
+fn reflect(api: Api<Pod>, config: watcher::Config) -> (Store<Pod>, Arc<Mutex<Vec<&'static str>>>, AbortOnDrop) {
     let (reader, writer) = reflector::store();
     let log = Arc::new(Mutex::new(Vec::new()));
     let events = log.clone();
-    tokio::spawn(reflector(writer, watcher(api, config)).for_each(move |event| {
+    let stream = reflector(writer, watcher(api, config).default_backoff());
+    let task = tokio::spawn(stream.for_each(move |event| {
         let label = match event {
             Ok(watcher::Event::Init) => "init",
             Ok(watcher::Event::InitApply(_)) => "init-apply",
@@ -35,7 +47,7 @@ fn reflect(api: Api<Pod>, config: watcher::Config) -> (Store<Pod>, Arc<Mutex<Vec
         events.lock().unwrap().push(label);
         async {}
     }));
-    (reader, log)
+    (reader, log, AbortOnDrop(task))
 }
 
 fn keys_in_store(store: &Store<Pod>) -> BTreeSet<String> {
@@ -57,7 +69,7 @@ fn count(log: &Mutex<Vec<&'static str>>, label: &str) -> usize {
 async fn reflector_lists_then_follows_adds_modifies_and_deletes() {
     let sim = common::start(2, 3).await;
     let (client, _dir) = common::client(&sim).await;
-    let (store, log) = reflect(Api::all(client), watcher::Config::default());
+    let (store, log, _reflector) = reflect(Api::all(client), watcher::Config::default());
     store.wait_until_ready().await.unwrap();
     assert_eq!(store.len(), 6, "two node-agent pods and four deployment pods");
     assert_eq!(keys_in_store(&store), keys_in_sim(&sim));
@@ -158,7 +170,7 @@ async fn expired_versions_get_410_and_the_watcher_relists_to_the_right_state() {
     }
 
     // a reflector whose open watch is expired re-lists and converges, changes included
-    let (store, log) = reflect(api, watcher::Config::default());
+    let (store, log, _reflector) = reflect(api, watcher::Config::default());
     store.wait_until_ready().await.unwrap();
     sim.expire_history();
     sim.delete(Kind::Pod, "default", "churn-0").unwrap();
@@ -210,7 +222,7 @@ async fn lists_paginate_and_select_by_label_and_field() {
 async fn streaming_lists_end_their_initial_events_with_a_bookmark() {
     let sim = common::start(2, 5).await;
     let (client, _dir) = common::client(&sim).await;
-    let (store, log) = reflect(Api::all(client), watcher::Config::default().streaming_lists());
+    let (store, log, _reflector) = reflect(Api::all(client), watcher::Config::default().streaming_lists());
     store.wait_until_ready().await.unwrap();
     assert_eq!(keys_in_store(&store), keys_in_sim(&sim));
     assert_eq!(count(&log, "init-apply"), 10);

@@ -228,7 +228,11 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     figures.settle(System::JetStreamR3, outcome);
 
     print_figures(&plan, &figures);
-    println!("\nTotal run time: {:.0} s", started.elapsed().as_secs_f64());
+    println!(
+        "\nTotal run time: {:.0} s; load average after the run: {}",
+        started.elapsed().as_secs_f64(),
+        load_average()
+    );
     Ok(if figures.failures.is_empty() {
         ExitCode::SUCCESS
     } else {
@@ -260,6 +264,13 @@ fn bulkhead_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// The 1, 5 and 15 minute load averages: other work on the machine skews every figure.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 fn print_setup(plan: &Plan, nats: &Installed, bulkhead: &std::path::Path) {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -279,6 +290,7 @@ fn print_setup(plan: &Plan, nats: &Installed, bulkhead: &std::path::Path) {
         }
     );
     println!("- machine: {cores} cores ({cpu}); every process of the run shares them");
+    println!("- load average before the run: {}", load_average());
     println!("- {} at {}", nats.version, nats.binary.display());
     println!(
         "- JetStream durability: {}",

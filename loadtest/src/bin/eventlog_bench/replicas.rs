@@ -90,6 +90,7 @@ impl Replicas {
         let mut command = Command::new(&self.binary);
         command
             .args(["serve", "eventlog", "--node-id", &id.to_string()])
+            .args(["--instance", &format!("eventlog-{id}")])
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--raft-listen", &format!("127.0.0.1:{}", raft_port)])

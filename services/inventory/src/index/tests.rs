@@ -298,7 +298,7 @@ fn clusters_are_created_updated_and_deleted_with_their_objects() {
     let mut log = Log::with_clusters(&[C1, C2]);
     log.apply(C1, &[&mk_node("n1", "m1")]);
     assert_eq!(log.index.stream_version(C1), 2);
-    assert_eq!(log.index.cluster_names(C1), Some(("cluster-c1", "c1 cluster")));
+    assert_eq!(log.index.cluster_names(C1), Some(("cluster-c1", "cluster-c1 cluster")));
 
     log.event(
         C1,

@@ -2,8 +2,14 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_schema::{DEFAULT_MAX_MESSAGE_BYTES, Decoded, Envelope, Subject, WireMessage};
+use bulkhead_schema::messages::common::RequestRejected;
+use bulkhead_schema::{
+    DEFAULT_MAX_MESSAGE_BYTES, DecodeError, Decoded, Envelope, Subject, WireMessage,
+};
 use futures::StreamExt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use super::{Bus, BusError, Subscription};
 use crate::{metrics, telemetry};
@@ -103,6 +109,85 @@ impl TypedBus {
 
     pub async fn reply<M: WireMessage>(&self, to: &Subject, message: &M) -> Result<(), BusError> {
         self.publish(to, message).await
+    }
+
+    /// Answers the requests arriving on `requests` until `stop` or the subscription ends: each
+    /// request is handled in its own task (at most `in_flight` at once, so that slow ones do not
+    /// hold up the rest), in a span that continues the sender's trace, and its answer is sent to
+    /// the reply subject. A request that cannot be read (undecodable, of another type, a newer
+    /// version, too large) is answered with [`RequestRejected`], counted and logged; nothing
+    /// else happens and the loop goes on.
+    pub async fn answer_requests<Q, R, F, Fut>(
+        &self,
+        mut requests: Subscription,
+        in_flight: usize,
+        stop: &CancellationToken,
+        handle: F,
+    ) where
+        Q: WireMessage,
+        R: WireMessage,
+        F: Fn(Q) -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        let slots = Arc::new(Semaphore::new(in_flight));
+        loop {
+            let message = tokio::select! {
+                _ = stop.cancelled() => break,
+                message = requests.next() => match message {
+                    Some(message) => message,
+                    None => break,
+                },
+            };
+            let decoded = match Envelope::decode::<Q>(&message.payload, self.decode_limit) {
+                Ok(decoded) => decoded,
+                Err(error) => {
+                    self.refuse::<Q>(&message.subject, message.reply.as_ref(), error)
+                        .await;
+                    continue;
+                }
+            };
+            let slot = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let span =
+                tracing::debug_span!("request", subject = %message.subject, r#type = Q::TYPE);
+            telemetry::follow_trace_context(&decoded.envelope, &span);
+            let answer = handle(decoded.message);
+            let bus = self.clone();
+            tokio::spawn(
+                async move {
+                    let reply = answer.await;
+                    if let Some(to) = message.reply
+                        && let Err(error) = bus.reply(&to, &reply).await
+                    {
+                        tracing::warn!(%error, "cannot send a reply");
+                    }
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    async fn refuse<Q: WireMessage>(
+        &self,
+        subject: &str,
+        reply: Option<&Subject>,
+        error: DecodeError,
+    ) {
+        metrics::bus_rejected(Q::TYPE, error.kind());
+        tracing::warn!(subject, expected = Q::TYPE, %error, "refused a request");
+        if let Some(to) = reply {
+            let refusal = RequestRejected {
+                kind: error.kind().into(),
+                reason: error.to_string(),
+            };
+            if let Err(error) = self.reply(to, &refusal).await {
+                tracing::warn!(%error, "cannot send a refusal");
+            }
+        }
     }
 }
 
