@@ -34,6 +34,7 @@ mod api_keys;
 mod auth;
 mod error;
 mod health;
+mod inventory;
 mod keys;
 mod log;
 mod metrics;

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::HttpError;
-use crate::{ApiRouter, api_keys};
+use crate::{ApiRouter, api_keys, inventory};
 
 /// The only organisation until Bulkhead is multi-tenant.
 const DEFAULT_ORG: u64 = 1;
@@ -35,6 +35,7 @@ impl OrgScope {
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::default()
         .merge(api_keys::routes())
+        .merge(inventory::routes())
         .layer(middleware::from_fn(require_known_org))
 }
 

@@ -5,7 +5,7 @@ use std::sync::LazyLock;
 use axum::http::StatusCode;
 use axum::{Json, Router, middleware};
 use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::trace::{DefaultMakeSpan, TraceLayer};
+use tower_http::trace::{DefaultMakeSpan, DefaultOnFailure, TraceLayer};
 use utoipa::OpenApi;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr, Response};
@@ -77,7 +77,9 @@ pub(crate) fn with_outer_layers(router: Router) -> Router {
         // OpenTelemetry); their per-request events stay at debug.
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO)),
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                // A 503 from /health while services start is an answer, not a failure of ours.
+                .on_failure(DefaultOnFailure::new().level(tracing::Level::WARN)),
         )
 }
 

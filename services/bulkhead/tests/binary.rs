@@ -153,6 +153,60 @@ fn up_serves_health_requires_keys_and_stops_on_sigterm() {
     );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["status"], "healthy");
+    let services: Vec<&str> = json["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        services.contains(&"eventlog"),
+        "up runs the event log: {services:?}"
+    );
+
+    // The single-node event log, through REST and the CLI.
+    let out = cli(
+        dir.path(),
+        &["--server", &base, "--output", "json", "log", "status"],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(log["role"], "leader");
+    assert_eq!(log["voters"].as_array().unwrap().len(), 1);
+    let out = cli(
+        dir.path(),
+        &[
+            "--server", &base, "--output", "json", "log", "events", "--limit", "10",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let page: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        page["events"].is_array() && page["last_seq"].is_u64(),
+        "{page}"
+    );
+    let (code, body) = get(
+        &format!("{base}/api/v2/log/events?limit=0"),
+        Some(key.trim()),
+    );
+    assert_eq!(
+        (code, body["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{body}"
+    );
+    let (code, _) = get(&format!("{base}/api/v2/log/status"), None);
+    assert_eq!(code, 401, "the log is for key holders only");
+    let out = cli(dir.path(), &["--server", &base, "log", "promote", "42"]);
+    assert!(!out.status.success(), "promoting an unknown replica fails");
+    assert!(!String::from_utf8_lossy(&out.stderr).is_empty());
 
     let status = up.terminate(Duration::from_secs(5));
     assert!(status.success(), "exit status {status:?}");
