@@ -73,6 +73,10 @@ fn judge<A: Answer>(answer: Result<Decoded<A>, BusError>) -> Verdict<A::Output> 
         Ok(reply) => reply.message.verdict(),
         // an answer this build cannot read: a refusal of the request as unreadable, or a newer
         // inventory's version; asking again soon would only get it again
+        Err(error @ BusError::RequestRejected { .. }) => Verdict::Rejected {
+            kind: error.kind().into(),
+            reason: error.to_string(),
+        },
         Err(BusError::Decode(error)) => Verdict::Rejected {
             kind: error.kind().into(),
             reason: format!("unreadable answer: {error}"),
@@ -285,6 +289,11 @@ mod tests {
                 ..
             }
         ));
+        let refused = judge::<ReportAck>(Err(BusError::RequestRejected {
+            kind: "wrong_type".into(),
+            reason: "expected an inventory.ClusterReport".into(),
+        }));
+        assert!(matches!(&refused, Verdict::Rejected { kind, .. } if kind == "request_rejected"));
         let refused = judge::<ReportAck>(Err(BusError::Decode(DecodeError::WrongType {
             expected: ReportAck::TYPE,
             found: "common.RequestRejected".into(),

@@ -349,6 +349,21 @@ async fn answered_requests_and_refused_bad_ones(case: Case) {
         .unwrap()
         .message;
     assert_eq!(refusal.kind, "malformed_envelope");
+    let typed_refusal = typed
+        .request::<_, ServiceHeartbeat>(
+            &subject,
+            &RequestRejected {
+                kind: "k".into(),
+                reason: "not a heartbeat".into(),
+            },
+            WAIT,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&typed_refusal, BusError::RequestRejected { kind, .. } if kind == "wrong_type"),
+        "{typed_refusal:?}"
+    );
     let still = typed
         .request::<_, ServiceHeartbeat>(&subject, &mk_heartbeat("again"), WAIT)
         .await;

@@ -3,15 +3,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bulkhead_loadtest::nats::{Installed, NatsServers};
 use bulkhead_loadtest::process::{Process, free_port};
-use bulkhead_runtime::bus::{NatsBus, NatsOptions, TypedBus};
+use bulkhead_runtime::bus::TypedBus;
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::{LogStatus, RaftRole, StatusRequest};
+
+use crate::targets::connect_bus;
 
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 const POLL_PAUSE: Duration = Duration::from_millis(50);
@@ -50,16 +51,11 @@ impl Replicas {
                 })
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let bus = NatsBus::connect(&NatsOptions {
-            url: nats.url(),
-            client_name: "eventlog-bench-status".into(),
-            ..NatsOptions::default()
-        })
-        .await?;
+        let bus = connect_bus(&nats.url(), "eventlog-bench-status").await?;
         let mut replicas = Replicas {
             binary: binary.to_owned(),
             members,
-            bus: TypedBus::new(Arc::new(bus)),
+            bus,
             nats,
             dir,
         };

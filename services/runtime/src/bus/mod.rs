@@ -40,6 +40,9 @@ pub enum BusError {
     Connect(String),
     #[error("bus transport failed: {0}")]
     Transport(String),
+    /// The service could not read the request and said so (`common.RequestRejected`).
+    #[error("the request was refused as unreadable ({kind}): {reason}")]
+    RequestRejected { kind: String, reason: String },
     #[error(transparent)]
     Encode(#[from] bulkhead_schema::EncodeError),
     #[error(transparent)]
@@ -55,6 +58,7 @@ impl BusError {
             BusError::TooLarge { .. } => "too_large",
             BusError::Connect(_) => "connect",
             BusError::Transport(_) => "transport",
+            BusError::RequestRejected { .. } => "request_rejected",
             BusError::Encode(_) => "encode",
             BusError::Decode(e) => e.kind(),
         }

@@ -93,7 +93,8 @@ impl TypedBus {
         }
     }
 
-    /// Sends `request` and decodes the first reply as `R`.
+    /// Sends `request` and decodes the first reply as `R`; a refusal of the request as
+    /// unreadable is [`BusError::RequestRejected`].
     pub async fn request<Q: WireMessage, R: WireMessage>(
         &self,
         subject: &Subject,
@@ -104,7 +105,16 @@ impl TypedBus {
             .bus
             .request(subject, Self::seal(request)?, timeout)
             .await?;
-        Ok(Envelope::decode(&reply.payload, self.decode_limit)?)
+        let envelope = Envelope::from_bytes(&reply.payload, self.decode_limit)?;
+        if envelope.message_type == RequestRejected::TYPE {
+            let refusal = envelope.open::<RequestRejected>()?;
+            return Err(BusError::RequestRejected {
+                kind: refusal.kind,
+                reason: refusal.reason,
+            });
+        }
+        let message = envelope.open()?;
+        Ok(Decoded { envelope, message })
     }
 
     pub async fn reply<M: WireMessage>(&self, to: &Subject, message: &M) -> Result<(), BusError> {
