@@ -88,7 +88,9 @@ fn resource_list(group: &str, version: &str) -> Result<Value, Error> {
     }
     let group_version = descs[0].api_version();
     let resources: Vec<Value> = descs.iter().flat_map(|d| d.api_resources()).collect();
-    Ok(json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }))
+    Ok(
+        json!({ "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": resources }),
+    )
 }
 
 /// The query parameters the simulator reads; the others (`fieldManager`, `fieldValidation`,
@@ -142,7 +144,9 @@ impl Filter {
     }
 
     pub fn matches(&self, obj: &Value) -> bool {
-        self.namespace.as_deref().is_none_or(|ns| obj["metadata"]["namespace"] == ns)
+        self.namespace
+            .as_deref()
+            .is_none_or(|ns| obj["metadata"]["namespace"] == ns)
             && self.labels.matches(obj)
             && self.fields.matches(obj)
     }
@@ -159,7 +163,10 @@ struct Target {
 
 impl Target {
     fn key(&self) -> Key {
-        (self.namespace.clone().unwrap_or_default(), self.name.clone().unwrap_or_default())
+        (
+            self.namespace.clone().unwrap_or_default(),
+            self.name.clone().unwrap_or_default(),
+        )
     }
 }
 
@@ -177,10 +184,13 @@ fn route(group: &str, rest: &str) -> Result<Route, Error> {
     if segments.is_empty() {
         return Ok(Route::Resources(group.to_string(), version.to_string()));
     }
-    let namespaced = |plural: &str| Kind::from_plural(group, version, plural).is_some_and(Kind::namespaced);
+    let namespaced =
+        |plural: &str| Kind::from_plural(group, version, plural).is_some_and(Kind::namespaced);
     // `namespaces/x/<plural>/...` is inside namespace x; `namespaces/x` is the namespace itself
     let (namespace, segments) = match segments {
-        ["namespaces", ns, plural, ..] if namespaced(plural) => (Some(ns.to_string()), &segments[2..]),
+        ["namespaces", ns, plural, ..] if namespaced(plural) => {
+            (Some(ns.to_string()), &segments[2..])
+        }
         _ => (None, segments),
     };
     let kind = Kind::from_plural(group, version, segments[0]).ok_or(Error::NoSuchPath)?;
@@ -194,7 +204,12 @@ fn route(group: &str, rest: &str) -> Result<Route, Error> {
     if kind.namespaced() && namespace.is_none() && name.is_some() {
         return Err(Error::NoSuchPath);
     }
-    Ok(Route::Resource(Target { kind, namespace, name, scale }))
+    Ok(Route::Resource(Target {
+        kind,
+        namespace,
+        name,
+        scale,
+    }))
 }
 
 /// What a handler got, past the path.
@@ -213,7 +228,18 @@ async fn core(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    handle(inner, "", &rest, Request { method, params, headers, body }).await
+    handle(
+        inner,
+        "",
+        &rest,
+        Request {
+            method,
+            params,
+            headers,
+            body,
+        },
+    )
+    .await
 }
 
 async fn grouped(
@@ -225,7 +251,18 @@ async fn grouped(
     body: Bytes,
 ) -> Response {
     let (group, rest) = rest.split_once('/').unwrap_or((&rest, ""));
-    handle(inner, group, rest, Request { method, params, headers, body }).await
+    handle(
+        inner,
+        group,
+        rest,
+        Request {
+            method,
+            params,
+            headers,
+            body,
+        },
+    )
+    .await
 }
 
 async fn handle(inner: Arc<Inner>, group: &str, rest: &str, req: Request) -> Response {
@@ -233,7 +270,9 @@ async fn handle(inner: Arc<Inner>, group: &str, rest: &str, req: Request) -> Res
         Ok(Route::Group(group)) if Kind::groups().contains(&group.as_str()) => {
             return Json(group_doc(&group)).into_response();
         }
-        Ok(Route::Resources(group, version)) => return json_result(resource_list(&group, &version)),
+        Ok(Route::Resources(group, version)) => {
+            return json_result(resource_list(&group, &version));
+        }
         Ok(Route::Resource(target)) => target,
         Ok(Route::Group(_)) => return Error::NoSuchPath.into_response(),
         Err(e) => return e.into_response(),
@@ -281,17 +320,25 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
         (&Method::PUT, true, false) => {
             let mut obj = body_json(&req.body)?;
             if obj["metadata"]["name"].as_str() != Some(key.1.as_str()) {
-                return Err(Error::BadRequest("the name of the object does not match the name on the URL".into()));
+                return Err(Error::BadRequest(
+                    "the name of the object does not match the name on the URL".into(),
+                ));
             }
             if kind.namespaced() {
                 obj["metadata"]["namespace"] = json!(key.0);
             }
-            Ok(raw(StatusCode::OK, &inner.write(|c| c.update(kind, obj, StatusFrom::Stored))?))
+            Ok(raw(
+                StatusCode::OK,
+                &inner.write(|c| c.update(kind, obj, StatusFrom::Stored))?,
+            ))
         }
         (&Method::PATCH, true, false) => {
             let patch_type = patch_type(&req.headers)?;
             let patch = body_json(&req.body)?;
-            Ok(raw(StatusCode::OK, &inner.write(|c| c.patch(kind, &key, patch_type, &patch))?))
+            Ok(raw(
+                StatusCode::OK,
+                &inner.write(|c| c.patch(kind, &key, patch_type, &patch))?,
+            ))
         }
         (&Method::DELETE, true, false) => {
             let deleted = inner.write(|c| c.delete(kind, &key))?;
@@ -305,7 +352,9 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
             }))
             .into_response())
         }
-        (&Method::GET, true, true) => Ok(Json(scale_of(&inner.read(|c| c.get(kind, &key))?)).into_response()),
+        (&Method::GET, true, true) => {
+            Ok(Json(scale_of(&inner.read(|c| c.get(kind, &key))?)).into_response())
+        }
         (&Method::PUT | &Method::PATCH, true, true) => {
             let replicas = inner.write(|c| {
                 let mut scale = scale_of(&c.get(kind, &key)?);
@@ -326,16 +375,25 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
 }
 
 fn body_json(body: &Bytes) -> Result<Value, Error> {
-    serde_json::from_slice(body).map_err(|e| Error::BadRequest(format!("the request body is not JSON: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| Error::BadRequest(format!("the request body is not JSON: {e}")))
 }
 
 fn patch_type(headers: &HeaderMap) -> Result<PatchType, Error> {
-    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
     PatchType::from_content_type(content_type)
 }
 
 fn raw(status: StatusCode, obj: &Arc<Obj>) -> Response {
-    (status, [(header::CONTENT_TYPE, "application/json")], obj.raw.clone()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        obj.raw.clone(),
+    )
+        .into_response()
 }
 
 fn json_result(result: Result<Value, Error>) -> Response {
@@ -368,8 +426,13 @@ fn continue_token(rv: u64, key: &Key) -> String {
 fn parse_continue(token: &str) -> Result<(u64, Key), Error> {
     let bad = || Error::BadRequest(format!("invalid continue token {token:?}"));
     let mut parts = token.splitn(3, '/');
-    let rv = parts.next().and_then(|rv| rv.parse().ok()).ok_or_else(bad)?;
-    let (Some(ns), Some(name)) = (parts.next(), parts.next()) else { return Err(bad()) };
+    let rv = parts
+        .next()
+        .and_then(|rv| rv.parse().ok())
+        .ok_or_else(bad)?;
+    let (Some(ns), Some(name)) = (parts.next(), parts.next()) else {
+        return Err(bad());
+    };
     Ok((rv, (ns.to_string(), name.to_string())))
 }
 
@@ -378,8 +441,18 @@ fn parse_continue(token: &str) -> Result<(u64, Key), Error> {
 fn list(inner: &Inner, target: &Target, req: &Request) -> Result<Response, Error> {
     let kind = target.kind;
     let filter = Filter::new(target.namespace.clone(), &req.params)?;
-    let limit = req.params.limit.as_deref().and_then(|l| l.parse::<usize>().ok()).filter(|&l| l > 0);
-    let resumed = req.params.continue_token.as_deref().map(parse_continue).transpose()?;
+    let limit = req
+        .params
+        .limit
+        .as_deref()
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|&l| l > 0);
+    let resumed = req
+        .params
+        .continue_token
+        .as_deref()
+        .map(parse_continue)
+        .transpose()?;
     let (rv, items, more) = inner.read(|c| {
         let (rv, after) = match resumed {
             Some((rv, after)) => {
@@ -401,7 +474,11 @@ fn list(inner: &Inner, target: &Target, req: &Request) -> Result<Response, Error
         }
         Ok::<_, Error>((rv, items, more))
     })?;
-    let next = if more { items.last().map(|o| continue_token(rv, &o.key())) } else { None };
+    let next = if more {
+        items.last().map(|o| continue_token(rv, &o.key()))
+    } else {
+        None
+    };
     if table::wanted(&req.headers) {
         return Ok(Json(table::render(kind, rv, next, &items)).into_response());
     }
@@ -412,7 +489,8 @@ fn list(inner: &Inner, target: &Target, req: &Request) -> Result<Response, Error
     let head = json!({ "kind": format!("{}List", kind.name()), "apiVersion": kind.api_version(), "metadata": metadata });
     // the items are spliced in as stored bytes
     let head = head.to_string();
-    let mut body = Vec::with_capacity(head.len() + 16 + items.iter().map(|o| o.raw.len() + 1).sum::<usize>());
+    let mut body =
+        Vec::with_capacity(head.len() + 16 + items.iter().map(|o| o.raw.len() + 1).sum::<usize>());
     body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
     body.extend_from_slice(b",\"items\":[");
     for (i, item) in items.iter().enumerate() {
@@ -439,9 +517,15 @@ mod tests {
     #[test]
     fn routes() {
         let t = target("", "v1/namespaces/default/pods/web-1");
-        assert_eq!((t.kind, t.namespace.as_deref(), t.name.as_deref(), t.scale), (Kind::Pod, Some("default"), Some("web-1"), false));
+        assert_eq!(
+            (t.kind, t.namespace.as_deref(), t.name.as_deref(), t.scale),
+            (Kind::Pod, Some("default"), Some("web-1"), false)
+        );
         let t = target("", "v1/namespaces/default");
-        assert_eq!((t.kind, t.namespace.as_deref(), t.name.as_deref()), (Kind::Namespace, None, Some("default")));
+        assert_eq!(
+            (t.kind, t.namespace.as_deref(), t.name.as_deref()),
+            (Kind::Namespace, None, Some("default"))
+        );
         let t = target("", "v1/namespaces");
         assert_eq!((t.kind, t.name.as_deref()), (Kind::Namespace, None));
         let t = target("apps", "v1/namespaces/x/deployments/web/scale");

@@ -52,7 +52,10 @@ pub async fn run(args: KubesimArgs, shutdown: CancellationToken) -> Result<(), E
     println!("kubesim: Kubernetes API on {}", sim.url());
     if let Some(path) = &args.kubeconfig_out {
         sim.write_kubeconfig(path)?;
-        println!("kubesim: kubeconfig written to {} (kubectl --kubeconfig {0} get pods -A)", path.display());
+        println!(
+            "kubesim: kubeconfig written to {} (kubectl --kubeconfig {0} get pods -A)",
+            path.display()
+        );
     }
     shutdown.cancelled().await;
     sim.stop().await;

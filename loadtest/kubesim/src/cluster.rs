@@ -65,7 +65,13 @@ impl Cluster {
     }
 
     pub fn get(&self, kind: Kind, key: &Key) -> Result<Arc<Obj>, Error> {
-        self.store.get(kind, key).cloned().ok_or_else(|| Error::NotFound { kind, name: key.1.clone() })
+        self.store
+            .get(kind, key)
+            .cloned()
+            .ok_or_else(|| Error::NotFound {
+                kind,
+                name: key.1.clone(),
+            })
     }
 
     /// Ends a transaction: runs the controllers until nothing is left to do, then wakes watchers.
@@ -104,8 +110,16 @@ impl Cluster {
                 key.1
             )));
         }
-        if kind.namespaced() && self.store.get(Kind::Namespace, &(String::new(), key.0.clone())).is_none() {
-            return Err(Error::NotFound { kind: Kind::Namespace, name: key.0 });
+        if kind.namespaced()
+            && self
+                .store
+                .get(Kind::Namespace, &(String::new(), key.0.clone()))
+                .is_none()
+        {
+            return Err(Error::NotFound {
+                kind: Kind::Namespace,
+                name: key.0,
+            });
         }
         if self.store.get(kind, &key).is_some() {
             return Err(Error::AlreadyExists { kind, name: key.1 });
@@ -125,11 +139,18 @@ impl Cluster {
 
     /// PUT: a new version of an existing object, refused if it was changed since the version the
     /// caller read (when the caller says which).
-    pub fn update(&mut self, kind: Kind, mut obj: Value, status: StatusFrom) -> Result<Arc<Obj>, Error> {
+    pub fn update(
+        &mut self,
+        kind: Kind,
+        mut obj: Value,
+        status: StatusFrom,
+    ) -> Result<Arc<Obj>, Error> {
         check_shape(kind, &mut obj)?;
         let key = key_of(&obj);
         let old = self.get(kind, &key)?;
-        let sent_rv = obj["metadata"]["resourceVersion"].as_str().unwrap_or_default();
+        let sent_rv = obj["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or_default();
         if !sent_rv.is_empty() && sent_rv != old.rv.to_string() {
             return Err(Error::Conflict { kind, name: key.1 });
         }
@@ -156,7 +177,13 @@ impl Cluster {
     }
 
     /// PATCH of the main resource.
-    pub fn patch(&mut self, kind: Kind, key: &Key, patch_type: PatchType, patch: &Value) -> Result<Arc<Obj>, Error> {
+    pub fn patch(
+        &mut self,
+        kind: Kind,
+        key: &Key,
+        patch_type: PatchType,
+        patch: &Value,
+    ) -> Result<Arc<Obj>, Error> {
         let mut value = self.get(kind, key)?.value.clone();
         patch_type.apply(&mut value, patch)?;
         // a patch cannot move or rename what it patches
@@ -170,7 +197,10 @@ impl Cluster {
     /// The library's create-or-update.
     pub fn apply(&mut self, mut obj: Value) -> Result<Arc<Obj>, Error> {
         let kind = Kind::of(&obj).ok_or_else(|| {
-            Error::BadRequest(format!("unknown apiVersion/kind {} {}", obj["apiVersion"], obj["kind"]))
+            Error::BadRequest(format!(
+                "unknown apiVersion/kind {} {}",
+                obj["apiVersion"], obj["kind"]
+            ))
         })?;
         check_shape(kind, &mut obj)?;
         if self.store.get(kind, &key_of(&obj)).is_some() {
@@ -186,15 +216,29 @@ impl Cluster {
             return Err(Error::NoSuchPath);
         }
         if replicas < 0 {
-            return Err(Error::Invalid(format!("Scale.autoscaling \"{}\" is invalid: spec.replicas: must be non-negative", key.1)));
+            return Err(Error::Invalid(format!(
+                "Scale.autoscaling \"{}\" is invalid: spec.replicas: must be non-negative",
+                key.1
+            )));
         }
-        self.patch(kind, key, PatchType::Merge, &json!({ "spec": { "replicas": replicas } }))
+        self.patch(
+            kind,
+            key,
+            PatchType::Merge,
+            &json!({ "spec": { "replicas": replicas } }),
+        )
     }
 
     /// DELETE, with the garbage collector's cascade: dependents (by owner reference), a
     /// namespace's contents, a node's pods. Deletion is immediate (no finalizers, no grace).
     pub fn delete(&mut self, kind: Kind, key: &Key) -> Result<Arc<Obj>, Error> {
-        let obj = self.store.remove(kind, key).ok_or_else(|| Error::NotFound { kind, name: key.1.clone() })?;
+        let obj = self
+            .store
+            .remove(kind, key)
+            .ok_or_else(|| Error::NotFound {
+                kind,
+                name: key.1.clone(),
+            })?;
         let mut doomed = vec![(kind, obj.clone())];
         while let Some((kind, obj)) = doomed.pop() {
             self.changed(kind, Some(&obj), None);
@@ -203,7 +247,11 @@ impl Cluster {
             match kind {
                 Kind::Namespace => {
                     for inner in Kind::ALL.into_iter().filter(|k| k.namespaced()) {
-                        dependents.extend(self.store.iter(inner, Some(&name), None).map(|o| (inner, o.key())));
+                        dependents.extend(
+                            self.store
+                                .iter(inner, Some(&name), None)
+                                .map(|o| (inner, o.key())),
+                        );
                     }
                 }
                 Kind::Node => dependents.extend(
@@ -252,9 +300,14 @@ impl Cluster {
                     .store
                     .iter(Kind::Service, Some(&key.0), None)
                     .filter(|svc| {
-                        svc.value["spec"]["selector"].as_object().is_some_and(|sel| {
-                            [old, new].into_iter().flatten().any(|pod| selector::map_selects(sel, &pod.value))
-                        })
+                        svc.value["spec"]["selector"]
+                            .as_object()
+                            .is_some_and(|sel| {
+                                [old, new]
+                                    .into_iter()
+                                    .flatten()
+                                    .any(|pod| selector::map_selects(sel, &pod.value))
+                            })
                     })
                     .map(|svc| svc.key())
                     .collect();
@@ -263,7 +316,11 @@ impl Cluster {
                 }
             }
             Kind::Node => {
-                let daemonsets: Vec<Key> = self.store.iter(Kind::DaemonSet, None, None).map(|ds| ds.key()).collect();
+                let daemonsets: Vec<Key> = self
+                    .store
+                    .iter(Kind::DaemonSet, None, None)
+                    .map(|ds| ds.key())
+                    .collect();
                 for ds in daemonsets {
                     self.enqueue(Kind::DaemonSet, ds);
                 }
@@ -273,14 +330,22 @@ impl Cluster {
     }
 
     /// Defaulting and admission: what the API server and the node-side components fill in.
-    fn admit(&mut self, kind: Kind, key: &Key, obj: &mut Value, old: Option<&Arc<Obj>>) -> Result<(), Error> {
+    fn admit(
+        &mut self,
+        kind: Kind,
+        key: &Key,
+        obj: &mut Value,
+        old: Option<&Arc<Obj>>,
+    ) -> Result<(), Error> {
         if kind.desc().scalable {
             default_at(obj, &["spec", "replicas"], || json!(1));
         }
         match kind {
             Kind::Namespace => {
-                obj["metadata"]["labels"] =
-                    meta::with_entries(&obj["metadata"]["labels"], &[("kubernetes.io/metadata.name", &key.1)]);
+                obj["metadata"]["labels"] = meta::with_entries(
+                    &obj["metadata"]["labels"],
+                    &[("kubernetes.io/metadata.name", &key.1)],
+                );
                 default_at(obj, &["spec", "finalizers"], || json!(["kubernetes"]));
                 default_at(obj, &["status", "phase"], || json!("Active"));
             }
@@ -309,19 +374,29 @@ impl Cluster {
             .as_str()
             .and_then(|p| p.parse().ok())
             .unwrap_or(DEFAULT_MAX_PODS);
-        let net = self.net.add_node(&key.1, internal_ip, obj["spec"]["podCIDR"].as_str(), max_pods);
+        let net = self.net.add_node(
+            &key.1,
+            internal_ip,
+            obj["spec"]["podCIDR"].as_str(),
+            max_pods,
+        );
         let name = key.1.as_str();
         let now = meta::now();
-        obj["metadata"]["labels"] = meta::with_entries(&obj["metadata"]["labels"], &[
-            ("kubernetes.io/hostname", name),
-            ("kubernetes.io/os", "linux"),
-            ("kubernetes.io/arch", "amd64"),
-        ]);
+        obj["metadata"]["labels"] = meta::with_entries(
+            &obj["metadata"]["labels"],
+            &[
+                ("kubernetes.io/hostname", name),
+                ("kubernetes.io/os", "linux"),
+                ("kubernetes.io/arch", "amd64"),
+            ],
+        );
         default_at(obj, &["spec", "podCIDR"], || json!(net.pod_cidr));
         default_at(obj, &["spec", "podCIDRs"], || json!([net.pod_cidr]));
-        default_at(obj, &["status", "addresses"], || {
-            json!([{ "type": "InternalIP", "address": net.ip.to_string() }, { "type": "Hostname", "address": name }])
-        });
+        default_at(
+            obj,
+            &["status", "addresses"],
+            || json!([{ "type": "InternalIP", "address": net.ip.to_string() }, { "type": "Hostname", "address": name }]),
+        );
         let resources = json!({ "cpu": "8", "memory": "32Gi", "pods": max_pods.to_string() });
         default_at(obj, &["status", "capacity"], || resources.clone());
         default_at(obj, &["status", "allocatable"], || resources);
@@ -344,15 +419,26 @@ impl Cluster {
         ] {
             default_at(obj, &["status", "nodeInfo", field], || value);
         }
-        default_at(obj, &["status", "daemonEndpoints"], || json!({ "kubeletEndpoint": { "Port": 10250 } }));
+        default_at(
+            obj,
+            &["status", "daemonEndpoints"],
+            || json!({ "kubeletEndpoint": { "Port": 10250 } }),
+        );
     }
 
     /// Schedules a new pod, gives it an address from its node's CIDR (or the node's own on the
     /// host network) and starts it: the scheduler's, the CNI's and the kubelet's part.
     fn admit_pod(&mut self, key: &Key, obj: &mut Value) -> Result<(), Error> {
-        let containers = obj["spec"]["containers"].as_array().filter(|c| !c.is_empty()).cloned().ok_or_else(|| {
-            Error::Invalid(format!("Pod \"{}\" is invalid: spec.containers: Required value", key.1))
-        })?;
+        let containers = obj["spec"]["containers"]
+            .as_array()
+            .filter(|c| !c.is_empty())
+            .cloned()
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "Pod \"{}\" is invalid: spec.containers: Required value",
+                    key.1
+                ))
+            })?;
         for (field, value) in [
             ("restartPolicy", "Always"),
             ("dnsPolicy", "ClusterFirst"),
@@ -366,7 +452,9 @@ impl Cluster {
             Some(node) => Some(node.to_string()),
             None => self.net.schedule(),
         };
-        let placed = node.as_deref().and_then(|node| self.net.place(key, node, host_network));
+        let placed = node
+            .as_deref()
+            .and_then(|node| self.net.place(key, node, host_network));
         let now = meta::now();
         let (Some(node), Some((pod_ip, host_ip))) = (node, placed) else {
             obj["status"] = json!({
@@ -378,7 +466,8 @@ impl Cluster {
             return Ok(());
         };
         obj["spec"]["nodeName"] = json!(node);
-        let condition = |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": now });
+        let condition =
+            |kind: &str| json!({ "type": kind, "status": "True", "lastTransitionTime": now });
         let statuses: Vec<Value> = containers
             .iter()
             .map(|c| {
@@ -390,8 +479,14 @@ impl Cluster {
                 })
             })
             .collect();
-        let conditions = ["PodReadyToStartContainers", "Initialized", "Ready", "ContainersReady", "PodScheduled"]
-            .map(condition);
+        let conditions = [
+            "PodReadyToStartContainers",
+            "Initialized",
+            "Ready",
+            "ContainersReady",
+            "PodScheduled",
+        ]
+        .map(condition);
         obj["status"] = json!({
             "phase": "Running",
             "conditions": conditions,
@@ -409,7 +504,10 @@ impl Cluster {
     /// Cluster IP (kept across updates), ports' protocols, target ports and node ports.
     fn admit_service(&mut self, obj: &mut Value, old: Option<&Arc<Obj>>) {
         for field in ["clusterIP", "clusterIPs"] {
-            if let Some(old) = old.map(|o| &o.value["spec"][field]).filter(|v| !v.is_null()) {
+            if let Some(old) = old
+                .map(|o| &o.value["spec"][field])
+                .filter(|v| !v.is_null())
+            {
                 default_at(obj, &["spec", field], || old.clone());
             }
         }
@@ -430,8 +528,13 @@ impl Cluster {
         ] {
             default_at(obj, &["spec", field], || value);
         }
-        let node_ports = matches!(obj["spec"]["type"].as_str(), Some("NodePort" | "LoadBalancer"));
-        let old_ports = old.map(|o| o.value["spec"]["ports"].clone()).unwrap_or_default();
+        let node_ports = matches!(
+            obj["spec"]["type"].as_str(),
+            Some("NodePort" | "LoadBalancer")
+        );
+        let old_ports = old
+            .map(|o| o.value["spec"]["ports"].clone())
+            .unwrap_or_default();
         if let Some(ports) = obj["spec"]["ports"].as_array_mut() {
             for (i, port) in ports.iter_mut().enumerate() {
                 default_at(port, &["protocol"], || json!("TCP"));
@@ -439,7 +542,11 @@ impl Cluster {
                 default_at(port, &["targetPort"], || number);
                 if node_ports {
                     let kept = old_ports[i]["nodePort"].clone();
-                    let fresh = if kept.is_null() { json!(self.net.node_port()) } else { kept };
+                    let fresh = if kept.is_null() {
+                        json!(self.net.node_port())
+                    } else {
+                        kept
+                    };
                     default_at(port, &["nodePort"], || fresh);
                 }
             }
@@ -455,14 +562,19 @@ pub(crate) fn check_shape(kind: Kind, obj: &mut Value) -> Result<(), Error> {
     let Some(map) = obj.as_object_mut() else {
         return Err(Error::BadRequest("the body is not a JSON object".into()));
     };
-    for (field, want) in [("apiVersion", kind.api_version()), ("kind", kind.name().to_string())] {
+    for (field, want) in [
+        ("apiVersion", kind.api_version()),
+        ("kind", kind.name().to_string()),
+    ] {
         match map.get(field).and_then(Value::as_str) {
             None => {
                 map.insert(field.into(), json!(want));
             }
             Some(have) if have == want => {}
             Some(have) => {
-                return Err(Error::BadRequest(format!("{field} {have:?} does not match the resource ({want})")));
+                return Err(Error::BadRequest(format!(
+                    "{field} {have:?} does not match the resource ({want})"
+                )));
             }
         }
     }
@@ -478,15 +590,28 @@ pub(crate) fn check_shape(kind: Kind, obj: &mut Value) -> Result<(), Error> {
         match &meta[field] {
             Value::Null => {}
             Value::Object(m) if m.values().all(Value::is_string) => {}
-            _ => return Err(Error::Invalid(format!("metadata.{field} must map strings to strings"))),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "metadata.{field} must map strings to strings"
+                )));
+            }
         }
     }
-    if meta["ownerReferences"].as_array().is_some_and(|refs| refs.iter().any(|r| !r.is_object())) {
-        return Err(Error::Invalid("metadata.ownerReferences must be objects".into()));
+    if meta["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| refs.iter().any(|r| !r.is_object()))
+    {
+        return Err(Error::Invalid(
+            "metadata.ownerReferences must be objects".into(),
+        ));
     }
     let meta = meta.as_object_mut().expect("checked above");
     if kind.namespaced() {
-        if meta.get("namespace").and_then(Value::as_str).is_none_or(str::is_empty) {
+        if meta
+            .get("namespace")
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+        {
             meta.insert("namespace".into(), json!("default"));
         }
     } else {

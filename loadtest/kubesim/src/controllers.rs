@@ -26,7 +26,9 @@ const MAX_ENDPOINTS_PER_SLICE: usize = 100;
 
 impl Cluster {
     pub(crate) fn reconcile(&mut self, kind: Kind, key: &Key) {
-        let Some(obj) = self.store.get(kind, key).cloned() else { return };
+        let Some(obj) = self.store.get(kind, key).cloned() else {
+            return;
+        };
         let done = match kind.desc().role {
             Role::Plain => Ok(()),
             Role::Deployment => self.reconcile_deployment(&obj),
@@ -56,7 +58,9 @@ impl Cluster {
     }
 
     fn set_status(&mut self, kind: Kind, obj: &Arc<Obj>, status: Value) {
-        let Some(current) = self.store.get(kind, &obj.key()).cloned() else { return };
+        let Some(current) = self.store.get(kind, &obj.key()).cloned() else {
+            return;
+        };
         if current.value["status"] != status {
             let mut value = current.value.clone();
             value["status"] = status;
@@ -81,7 +85,8 @@ impl Cluster {
         if !owned.iter().any(|rs| rs.key().1 == current) {
             let hash_label = [("pod-template-hash", hash.as_str())];
             let mut template = spec["template"].clone();
-            template["metadata"]["labels"] = with_entries(&template["metadata"]["labels"], &hash_label);
+            template["metadata"]["labels"] =
+                with_entries(&template["metadata"]["labels"], &hash_label);
             let mut selector = spec["selector"].clone();
             selector["matchLabels"] = with_entries(&selector["matchLabels"], &hash_label);
             self.create(
@@ -103,7 +108,11 @@ impl Cluster {
         }
 
         let sets = self.owned(deploy, Kind::ReplicaSet);
-        let sum = |field: &str| sets.iter().filter_map(|rs| rs.value["status"][field].as_i64()).sum::<i64>();
+        let sum = |field: &str| {
+            sets.iter()
+                .filter_map(|rs| rs.value["status"][field].as_i64())
+                .sum::<i64>()
+        };
         let (total, ready) = (sum("replicas"), sum("readyReplicas"));
         let updated = sets
             .iter()
@@ -129,7 +138,12 @@ impl Cluster {
         Ok(())
     }
 
-    fn reconcile_pods(&mut self, kind: Kind, placement: Placement, owner: &Arc<Obj>) -> Result<(), Error> {
+    fn reconcile_pods(
+        &mut self,
+        kind: Kind,
+        placement: Placement,
+        owner: &Arc<Obj>,
+    ) -> Result<(), Error> {
         let name = owner.key().1;
         let spec = &owner.value["spec"];
         let mut pods = self.owned(owner, Kind::Pod);
@@ -154,11 +168,19 @@ impl Cluster {
                 for ordinal in 0..desired_count {
                     let pod_name = format!("{name}-{ordinal}");
                     if !have.contains(&pod_name) {
-                        self.create(Kind::Pod, pod_from_template(kind, owner, Some(ordinal), None))?;
+                        self.create(
+                            Kind::Pod,
+                            pod_from_template(kind, owner, Some(ordinal), None),
+                        )?;
                     }
                 }
                 for pod in &pods {
-                    let ordinal = pod.key().1.rsplit('-').next().and_then(|o| o.parse::<usize>().ok());
+                    let ordinal = pod
+                        .key()
+                        .1
+                        .rsplit('-')
+                        .next()
+                        .and_then(|o| o.parse::<usize>().ok());
                     if ordinal.is_none_or(|o| o >= desired_count) {
                         self.delete(Kind::Pod, &pod.key())?;
                     }
@@ -166,7 +188,12 @@ impl Cluster {
             }
             Placement::PerNode => {
                 let nodes: Vec<String> = self.net.node_names().map(str::to_string).collect();
-                let node_of = |pod: &Arc<Obj>| pod.value["spec"]["nodeName"].as_str().unwrap_or_default().to_string();
+                let node_of = |pod: &Arc<Obj>| {
+                    pod.value["spec"]["nodeName"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                };
                 let covered: HashSet<String> = pods.iter().map(node_of).collect();
                 for node in nodes.iter().filter(|n| !covered.contains(*n)) {
                     self.create(Kind::Pod, pod_from_template(kind, owner, None, Some(node)))?;
@@ -179,7 +206,8 @@ impl Cluster {
 
         let pods = self.owned(owner, Kind::Pod);
         let current = i64::try_from(pods.len()).unwrap_or(i64::MAX);
-        let ready = i64::try_from(pods.iter().filter(|p| pod_ready(&p.value)).count()).unwrap_or(i64::MAX);
+        let ready =
+            i64::try_from(pods.iter().filter(|p| pod_ready(&p.value)).count()).unwrap_or(i64::MAX);
         let generation = &owner.value["metadata"]["generation"];
         let status = match placement {
             Placement::Replicas => json!({
@@ -208,15 +236,28 @@ impl Cluster {
     /// serves. Endpoints stay in their slice while unchanged, so a pod change rewrites one slice.
     fn reconcile_endpoints(&mut self, svc: &Arc<Obj>) -> Result<(), Error> {
         // without a selector the slices are someone else's
-        let Some(selector) = svc.value["spec"]["selector"].as_object().filter(|s| !s.is_empty()) else {
+        let Some(selector) = svc.value["spec"]["selector"]
+            .as_object()
+            .filter(|s| !s.is_empty())
+        else {
             return Ok(());
         };
         let ns = svc.key().0;
-        let service_ports = svc.value["spec"]["ports"].as_array().cloned().unwrap_or_default();
+        let service_ports = svc.value["spec"]["ports"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
         // pod name -> (the ports it serves, its endpoint)
         let mut desired: BTreeMap<String, (Value, Value)> = BTreeMap::new();
-        for pod in self.store.iter(Kind::Pod, Some(&ns), None).filter(|p| selector::map_selects(selector, &p.value)) {
-            let (Some(ip), phase) = (pod.value["status"]["podIP"].as_str(), &pod.value["status"]["phase"]) else {
+        for pod in self
+            .store
+            .iter(Kind::Pod, Some(&ns), None)
+            .filter(|p| selector::map_selects(selector, &p.value))
+        {
+            let (Some(ip), phase) = (
+                pod.value["status"]["podIP"].as_str(),
+                &pod.value["status"]["phase"],
+            ) else {
                 continue;
             };
             if phase == "Succeeded" || phase == "Failed" {
@@ -230,7 +271,10 @@ impl Cluster {
                 "nodeName": pod.value["spec"]["nodeName"],
                 "targetRef": { "kind": "Pod", "namespace": ns, "name": pod_name, "uid": pod.uid() },
             });
-            desired.insert(pod_name, (resolve_ports(&service_ports, &pod.value), endpoint));
+            desired.insert(
+                pod_name,
+                (resolve_ports(&service_ports, &pod.value), endpoint),
+            );
         }
 
         // (existing slice, ports, endpoints)
@@ -246,7 +290,10 @@ impl Cluster {
                 .flatten()
                 .filter(|ep| {
                     let pod = ep["targetRef"]["name"].as_str().unwrap_or_default();
-                    desired.get(pod).is_some_and(|(p, e)| *p == ports && e == *ep) && placed.insert(pod.to_string())
+                    desired
+                        .get(pod)
+                        .is_some_and(|(p, e)| *p == ports && e == *ep)
+                        && placed.insert(pod.to_string())
                 })
                 .cloned()
                 .collect();
@@ -322,7 +369,11 @@ impl Cluster {
         let minute = jiff::Timestamp::now().as_second() / 60;
         let name = (minute..)
             .map(|m| format!("{}-{m}", key.1))
-            .find(|n| self.store.get(Kind::Job, &(key.0.clone(), n.clone())).is_none())
+            .find(|n| {
+                self.store
+                    .get(Kind::Job, &(key.0.clone(), n.clone()))
+                    .is_none()
+            })
             .expect("an unbounded range has a free name");
         let job = self.create(
             Kind::Job,
@@ -342,14 +393,23 @@ impl Cluster {
             .iter()
             .map(|j| json!({ "kind": "Job", "apiVersion": "batch/v1", "namespace": key.0, "name": j.key().1, "uid": j.uid() }))
             .collect();
-        self.set_status(Kind::CronJob, &cronjob, json!({ "active": active, "lastScheduleTime": meta::now() }));
+        self.set_status(
+            Kind::CronJob,
+            &cronjob,
+            json!({ "active": active, "lastScheduleTime": meta::now() }),
+        );
         Ok(job)
     }
 }
 
 /// A pod for `owner` from its `spec.template`: named `<owner>-<ordinal>` for a StatefulSet,
 /// generated otherwise; on `node` for a DaemonSet.
-fn pod_from_template(kind: Kind, owner: &Arc<Obj>, ordinal: Option<usize>, node: Option<&str>) -> Value {
+fn pod_from_template(
+    kind: Kind,
+    owner: &Arc<Obj>,
+    ordinal: Option<usize>,
+    node: Option<&str>,
+) -> Value {
     let (ns, owner_name) = owner.key();
     let template = &owner.value["spec"]["template"];
     let mut labels = template["metadata"]["labels"].clone();
@@ -362,10 +422,13 @@ fn pod_from_template(kind: Kind, owner: &Arc<Obj>, ordinal: Option<usize>, node:
     match (kind, ordinal, node) {
         (_, Some(ordinal), _) => {
             let name = format!("{owner_name}-{ordinal}");
-            labels = with_entries(&labels, &[
-                ("statefulset.kubernetes.io/pod-name", &name),
-                ("apps.kubernetes.io/pod-index", &ordinal.to_string()),
-            ]);
+            labels = with_entries(
+                &labels,
+                &[
+                    ("statefulset.kubernetes.io/pod-name", &name),
+                    ("apps.kubernetes.io/pod-index", &ordinal.to_string()),
+                ],
+            );
             spec["hostname"] = json!(name);
             if let Some(service) = owner.value["spec"]["serviceName"].as_str() {
                 spec["subdomain"] = json!(service);
@@ -377,12 +440,15 @@ fn pod_from_template(kind: Kind, owner: &Arc<Obj>, ordinal: Option<usize>, node:
             metadata["generateName"] = json!(format!("{owner_name}-"));
         }
         (Kind::Job, ..) => {
-            labels = with_entries(&labels, &[
-                ("batch.kubernetes.io/job-name", &owner_name),
-                ("job-name", &owner_name),
-                ("batch.kubernetes.io/controller-uid", owner.uid()),
-                ("controller-uid", owner.uid()),
-            ]);
+            labels = with_entries(
+                &labels,
+                &[
+                    ("batch.kubernetes.io/job-name", &owner_name),
+                    ("job-name", &owner_name),
+                    ("batch.kubernetes.io/controller-uid", owner.uid()),
+                    ("controller-uid", owner.uid()),
+                ],
+            );
             metadata["generateName"] = json!(format!("{owner_name}-"));
         }
         _ => metadata["generateName"] = json!(format!("{owner_name}-")),
@@ -394,16 +460,28 @@ fn pod_from_template(kind: Kind, owner: &Arc<Obj>, ordinal: Option<usize>, node:
 fn pod_ready(pod: &Value) -> bool {
     pod["status"]["conditions"]
         .as_array()
-        .is_some_and(|conditions| conditions.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+        .is_some_and(|conditions| {
+            conditions
+                .iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
 }
 
 /// The service's ports as this pod serves them: a named `targetPort` resolves to the pod's
 /// container port of that name, and a port the pod lacks is left out.
 fn resolve_ports(service_ports: &[Value], pod: &Value) -> Value {
     let container_port = |name: &str| {
-        pod["spec"]["containers"].as_array().into_iter().flatten().find_map(|c| {
-            c["ports"].as_array()?.iter().find(|p| p["name"] == name).map(|p| p["containerPort"].clone())
-        })
+        pod["spec"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|c| {
+                c["ports"]
+                    .as_array()?
+                    .iter()
+                    .find(|p| p["name"] == name)
+                    .map(|p| p["containerPort"].clone())
+            })
     };
     let ports: Vec<Value> = service_ports
         .iter()

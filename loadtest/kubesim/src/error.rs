@@ -34,14 +34,22 @@ pub enum Error {
     NoSuchPath,
     #[error("the server does not allow this method on the requested resource")]
     MethodNotAllowed,
-    #[error("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {0})")]
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json (got {0})"
+    )]
     UnsupportedMediaType(String),
     #[error("invalid simulator configuration: {0}")]
     Config(String),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot write the kubeconfig {}: {source}", path.display())]
-    Kubeconfig { path: PathBuf, source: std::io::Error },
+    Kubeconfig {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 impl Error {
@@ -55,7 +63,9 @@ impl Error {
             Error::BadRequest(_) => (StatusCode::BAD_REQUEST, "BadRequest"),
             Error::Expired(_) => (StatusCode::GONE, "Expired"),
             Error::MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed"),
-            Error::UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType"),
+            Error::UnsupportedMediaType(_) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "UnsupportedMediaType")
+            }
             Error::Config(_) | Error::Bind { .. } | Error::Kubeconfig { .. } => {
                 (StatusCode::INTERNAL_SERVER_ERROR, "InternalError")
             }
@@ -74,8 +84,9 @@ impl Error {
             "reason": reason,
             "code": code.as_u16(),
         });
-        if let Error::NotFound { kind, name } | Error::AlreadyExists { kind, name } | Error::Conflict { kind, name } =
-            self
+        if let Error::NotFound { kind, name }
+        | Error::AlreadyExists { kind, name }
+        | Error::Conflict { kind, name } = self
         {
             let d = kind.desc();
             status["details"] = json!({ "name": name, "group": d.group, "kind": d.plural });

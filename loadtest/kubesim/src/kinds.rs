@@ -69,25 +69,112 @@ pub(crate) struct Desc {
 use Kind as K;
 
 static DESCS: [Desc; 13] = [
-    row(K::Namespace, "Namespace", "", "namespaces", &["ns"], false, Role::Plain),
+    row(
+        K::Namespace,
+        "Namespace",
+        "",
+        "namespaces",
+        &["ns"],
+        false,
+        Role::Plain,
+    ),
     row(K::Node, "Node", "", "nodes", &["no"], false, Role::Plain),
     row(K::Pod, "Pod", "", "pods", &["po"], true, Role::Plain).all(),
-    row(K::Service, "Service", "", "services", &["svc"], true, Role::Service).all(),
-    row(K::ReplicationController, "ReplicationController", "", "replicationcontrollers", &["rc"], true, Role::Pods(Placement::Replicas))
-        .all()
-        .scalable(),
+    row(
+        K::Service,
+        "Service",
+        "",
+        "services",
+        &["svc"],
+        true,
+        Role::Service,
+    )
+    .all(),
+    row(
+        K::ReplicationController,
+        "ReplicationController",
+        "",
+        "replicationcontrollers",
+        &["rc"],
+        true,
+        Role::Pods(Placement::Replicas),
+    )
+    .all()
+    .scalable(),
     row(K::Event, "Event", "", "events", &["ev"], true, Role::Plain).statusless(),
-    row(K::EndpointSlice, "EndpointSlice", "discovery.k8s.io", "endpointslices", &[], true, Role::Plain).statusless(),
-    row(K::Deployment, "Deployment", "apps", "deployments", &["deploy"], true, Role::Deployment).all().scalable(),
-    row(K::ReplicaSet, "ReplicaSet", "apps", "replicasets", &["rs"], true, Role::Pods(Placement::Replicas))
-        .all()
-        .scalable(),
-    row(K::StatefulSet, "StatefulSet", "apps", "statefulsets", &["sts"], true, Role::Pods(Placement::Ordinal))
-        .all()
-        .scalable(),
-    row(K::DaemonSet, "DaemonSet", "apps", "daemonsets", &["ds"], true, Role::Pods(Placement::PerNode)).all(),
-    row(K::Job, "Job", "batch", "jobs", &[], true, Role::Pods(Placement::Parallel)).all(),
-    row(K::CronJob, "CronJob", "batch", "cronjobs", &["cj"], true, Role::Plain).all(),
+    row(
+        K::EndpointSlice,
+        "EndpointSlice",
+        "discovery.k8s.io",
+        "endpointslices",
+        &[],
+        true,
+        Role::Plain,
+    )
+    .statusless(),
+    row(
+        K::Deployment,
+        "Deployment",
+        "apps",
+        "deployments",
+        &["deploy"],
+        true,
+        Role::Deployment,
+    )
+    .all()
+    .scalable(),
+    row(
+        K::ReplicaSet,
+        "ReplicaSet",
+        "apps",
+        "replicasets",
+        &["rs"],
+        true,
+        Role::Pods(Placement::Replicas),
+    )
+    .all()
+    .scalable(),
+    row(
+        K::StatefulSet,
+        "StatefulSet",
+        "apps",
+        "statefulsets",
+        &["sts"],
+        true,
+        Role::Pods(Placement::Ordinal),
+    )
+    .all()
+    .scalable(),
+    row(
+        K::DaemonSet,
+        "DaemonSet",
+        "apps",
+        "daemonsets",
+        &["ds"],
+        true,
+        Role::Pods(Placement::PerNode),
+    )
+    .all(),
+    row(
+        K::Job,
+        "Job",
+        "batch",
+        "jobs",
+        &[],
+        true,
+        Role::Pods(Placement::Parallel),
+    )
+    .all(),
+    row(
+        K::CronJob,
+        "CronJob",
+        "batch",
+        "cronjobs",
+        &["cj"],
+        true,
+        Role::Plain,
+    )
+    .all(),
 ];
 
 const fn row(
@@ -153,7 +240,9 @@ impl Desc {
 
     /// The APIResource entries of this kind (and its subresources) in a discovery document.
     pub fn api_resources(&self) -> Vec<Value> {
-        let verbs = ["create", "delete", "get", "list", "patch", "update", "watch"];
+        let verbs = [
+            "create", "delete", "get", "list", "patch", "update", "watch",
+        ];
         let mut main = json!({
             "name": self.plural,
             "singularName": self.singular(),
@@ -220,7 +309,10 @@ impl Kind {
 
     /// The kind named by an object's `apiVersion` and `kind`, or an owner reference's.
     pub fn from_type(api_version: &str, kind: &str) -> Option<Kind> {
-        DESCS.iter().find(|d| d.name == kind && d.api_version() == api_version).map(|d| d.kind)
+        DESCS
+            .iter()
+            .find(|d| d.name == kind && d.api_version() == api_version)
+            .map(|d| d.kind)
     }
 
     /// The kind an object declares.
@@ -236,8 +328,13 @@ impl Kind {
             .map(|d| d.kind)
     }
 
-    pub(crate) fn in_group_version(group: &str, version: &str) -> impl Iterator<Item = &'static Desc> {
-        DESCS.iter().filter(move |d| d.group == group && d.version == version)
+    pub(crate) fn in_group_version(
+        group: &str,
+        version: &str,
+    ) -> impl Iterator<Item = &'static Desc> {
+        DESCS
+            .iter()
+            .filter(move |d| d.group == group && d.version == version)
     }
 
     /// The API groups other than core, in discovery order.
@@ -265,7 +362,10 @@ mod tests {
 
     #[test]
     fn lookups() {
-        assert_eq!(Kind::from_type("apps/v1", "Deployment"), Some(Kind::Deployment));
+        assert_eq!(
+            Kind::from_type("apps/v1", "Deployment"),
+            Some(Kind::Deployment)
+        );
         assert_eq!(Kind::from_type("v1", "Deployment"), None);
         assert_eq!(Kind::from_plural("", "v1", "pods"), Some(Kind::Pod));
         assert_eq!(Kind::Deployment.desc().resource(), "deployments.apps");

@@ -7,7 +7,9 @@ use crate::{kinds::Kind, store::Obj};
 
 /// Now, in the API's RFC 3339 second precision.
 pub(crate) fn now() -> String {
-    jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
 }
 
 /// The alphabet of Kubernetes' generated name suffixes (no vowels, no look-alikes).
@@ -16,7 +18,9 @@ const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 /// `<prefix><5 random characters>`, as for `generateName`.
 pub(crate) fn generate_name(prefix: &str) -> String {
     let mut rng = rand::rng();
-    let suffix: String = (0..5).map(|_| char::from(ALPHANUMS[rng.random_range(0..ALPHANUMS.len())])).collect();
+    let suffix: String = (0..5)
+        .map(|_| char::from(ALPHANUMS[rng.random_range(0..ALPHANUMS.len())]))
+        .collect();
     format!("{prefix}{suffix}")
 }
 
@@ -28,7 +32,10 @@ pub(crate) fn template_hash(template: &Value) -> String {
         hash ^= u32::from(byte);
         hash = hash.wrapping_mul(0x0100_0193);
     }
-    hash.to_string().bytes().map(|b| char::from(ALPHANUMS[usize::from(b) % ALPHANUMS.len()])).collect()
+    hash.to_string()
+        .bytes()
+        .map(|b| char::from(ALPHANUMS[usize::from(b) % ALPHANUMS.len()]))
+        .collect()
 }
 
 /// Whether a name is a DNS-1123 subdomain, as nearly all object names must be.
@@ -56,13 +63,16 @@ pub(crate) fn owner_ref(kind: Kind, owner: &Obj) -> Value {
 
 /// The kind and name of an object's controller (its owner reference with `controller: true`).
 pub(crate) fn controller_of(value: &Value) -> Option<(Kind, &str)> {
-    value["metadata"]["ownerReferences"].as_array()?.iter().find_map(|r| {
-        if r["controller"].as_bool() != Some(true) {
-            return None;
-        }
-        let kind = Kind::from_type(r["apiVersion"].as_str()?, r["kind"].as_str()?)?;
-        Some((kind, r["name"].as_str()?))
-    })
+    value["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find_map(|r| {
+            if r["controller"].as_bool() != Some(true) {
+                return None;
+            }
+            let kind = Kind::from_type(r["apiVersion"].as_str()?, r["kind"].as_str()?)?;
+            Some((kind, r["name"].as_str()?))
+        })
 }
 
 /// The slot at `path`, creating empty objects where the path is missing; None where it crosses
@@ -72,7 +82,8 @@ pub(crate) fn slot<'a>(value: &'a mut Value, path: &[&str]) -> Option<&'a mut Va
         if v.is_null() {
             *v = json!({});
         }
-        v.as_object_mut().map(|map| map.entry(*step).or_insert(Value::Null))
+        v.as_object_mut()
+            .map(|map| map.entry(*step).or_insert(Value::Null))
     })
 }
 
@@ -87,7 +98,11 @@ pub(crate) fn default_at(value: &mut Value, path: &[&str], default: impl FnOnce(
 
 /// A label or annotation map merged with extra entries.
 pub(crate) fn with_entries(map: &Value, extra: &[(&str, &str)]) -> Value {
-    let mut map = if map.is_object() { map.clone() } else { json!({}) };
+    let mut map = if map.is_object() {
+        map.clone()
+    } else {
+        json!({})
+    };
     for (k, v) in extra {
         map[*k] = json!(v);
     }
@@ -113,13 +128,19 @@ mod tests {
         default_at(&mut obj, &["spec", "replicas"], || json!(1));
         default_at(&mut obj, &["spec", "template", "metadata"], || json!({}));
         default_at(&mut obj, &["status", "phase"], || json!("x"));
-        assert_eq!(obj, json!({ "spec": { "replicas": 2, "template": { "metadata": {} } }, "status": "odd" }));
+        assert_eq!(
+            obj,
+            json!({ "spec": { "replicas": 2, "template": { "metadata": {} } }, "status": "odd" })
+        );
 
         let owned = json!({ "metadata": { "ownerReferences": [
             { "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "other" },
             { "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs", "controller": true },
         ] } });
         assert_eq!(controller_of(&owned), Some((Kind::ReplicaSet, "rs")));
-        assert_eq!(with_entries(&Value::Null, &[("a", "b")]), json!({ "a": "b" }));
+        assert_eq!(
+            with_entries(&Value::Null, &[("a", "b")]),
+            json!({ "a": "b" })
+        );
     }
 }

@@ -70,8 +70,20 @@ impl Network {
             used[reserved] = true;
         }
         let max_pods = max_pods.clamp(1, MAX_PODS_PER_CIDR);
-        self.nodes.insert(name.to_string(), NodeNet { ip, prefix, used, pods: 0, max_pods });
-        NodeAddresses { ip, pod_cidr: format!("{}.{}.{}.0/24", prefix[0], prefix[1], prefix[2]) }
+        self.nodes.insert(
+            name.to_string(),
+            NodeNet {
+                ip,
+                prefix,
+                used,
+                pods: 0,
+                max_pods,
+            },
+        );
+        NodeAddresses {
+            ip,
+            pod_cidr: format!("{}.{}.{}.0/24", prefix[0], prefix[1], prefix[2]),
+        }
     }
 
     pub fn remove_node(&mut self, name: &str) {
@@ -85,7 +97,10 @@ impl Network {
 
     /// The next node with room, round-robin in name order.
     pub fn schedule(&mut self) -> Option<String> {
-        let after = self.last_scheduled.clone().map_or(Bound::Unbounded, Bound::Excluded);
+        let after = self
+            .last_scheduled
+            .clone()
+            .map_or(Bound::Unbounded, Bound::Excluded);
         let name = self
             .nodes
             .range::<String, _>((after, Bound::Unbounded))
@@ -97,7 +112,12 @@ impl Network {
     }
 
     /// Places a pod on its node: `(pod IP, host IP)`, None if the node is unknown or full.
-    pub fn place(&mut self, pod: &Key, node_name: &str, host_network: bool) -> Option<(Ipv4Addr, Ipv4Addr)> {
+    pub fn place(
+        &mut self,
+        pod: &Key,
+        node_name: &str,
+        host_network: bool,
+    ) -> Option<(Ipv4Addr, Ipv4Addr)> {
         let node = self.nodes.get_mut(node_name)?;
         if node.pods >= node.max_pods {
             return None;
@@ -112,12 +132,20 @@ impl Network {
         node.pods += 1;
         let [a, b, c] = node.prefix;
         let pod_ip = octet.map_or(node.ip, |o| Ipv4Addr::new(a, b, c, o));
-        self.pods.insert(pod.clone(), Placed { node: node_name.to_string(), octet });
+        self.pods.insert(
+            pod.clone(),
+            Placed {
+                node: node_name.to_string(),
+                octet,
+            },
+        );
         Some((pod_ip, node.ip))
     }
 
     pub fn release(&mut self, pod: &Key) {
-        let Some(placed) = self.pods.remove(pod) else { return };
+        let Some(placed) = self.pods.remove(pod) else {
+            return;
+        };
         if let Some(node) = self.nodes.get_mut(&placed.node) {
             node.pods -= 1;
             if let Some(octet) = placed.octet {
@@ -157,26 +185,48 @@ mod tests {
     fn nodes_get_cidrs_and_pods_get_addresses_from_them() {
         let mut net = Network::default();
         let a = net.add_node("a", None, None, 2);
-        let b = net.add_node("b", Some(Ipv4Addr::new(192, 168, 0, 9)), Some("10.9.8.0/24"), 110);
-        assert_eq!((a.ip, a.pod_cidr.as_str()), (Ipv4Addr::new(172, 18, 0, 2), "10.244.0.0/24"));
+        let b = net.add_node(
+            "b",
+            Some(Ipv4Addr::new(192, 168, 0, 9)),
+            Some("10.9.8.0/24"),
+            110,
+        );
+        assert_eq!(
+            (a.ip, a.pod_cidr.as_str()),
+            (Ipv4Addr::new(172, 18, 0, 2), "10.244.0.0/24")
+        );
         assert_eq!(b.pod_cidr, "10.9.8.0/24");
 
-        let places: Vec<_> = (0..4).map(|i| net.schedule().unwrap() + &i.to_string()).collect();
+        let places: Vec<_> = (0..4)
+            .map(|i| net.schedule().unwrap() + &i.to_string())
+            .collect();
         assert_eq!(places, ["a0", "b1", "a2", "b3"]);
-        assert_eq!(net.place(&key("p1"), "a", false), Some((Ipv4Addr::new(10, 244, 0, 2), a.ip)));
+        assert_eq!(
+            net.place(&key("p1"), "a", false),
+            Some((Ipv4Addr::new(10, 244, 0, 2), a.ip))
+        );
         assert_eq!(net.place(&key("p2"), "a", true), Some((a.ip, a.ip)));
         assert_eq!(net.place(&key("p3"), "a", false), None, "a is full");
         assert_eq!(net.schedule().as_deref(), Some("b"));
         net.release(&key("p1"));
-        assert_eq!(net.place(&key("p4"), "a", false), Some((Ipv4Addr::new(10, 244, 0, 2), a.ip)));
-        assert_eq!(net.place(&key("p5"), "b", false).unwrap().0, Ipv4Addr::new(10, 9, 8, 2));
+        assert_eq!(
+            net.place(&key("p4"), "a", false),
+            Some((Ipv4Addr::new(10, 244, 0, 2), a.ip))
+        );
+        assert_eq!(
+            net.place(&key("p5"), "b", false).unwrap().0,
+            Ipv4Addr::new(10, 9, 8, 2)
+        );
         assert_eq!(net.place(&key("p6"), "nowhere", false), None);
     }
 
     #[test]
     fn cidrs_past_256_nodes_move_to_the_next_second_octet() {
         let mut net = Network::default();
-        let last = (0..=256).map(|i| net.add_node(&i.to_string(), None, None, 110)).last().unwrap();
+        let last = (0..=256)
+            .map(|i| net.add_node(&i.to_string(), None, None, 110))
+            .last()
+            .unwrap();
         assert_eq!(last.pod_cidr, "10.245.0.0/24");
     }
 }

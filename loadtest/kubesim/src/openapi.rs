@@ -40,7 +40,11 @@ pub(crate) async fn document(Path(gv): Path<String>) -> Result<Json<Value>, Erro
     };
     let mut paths = Map::new();
     for desc in Kind::in_group_version(group, version) {
-        let prefix = if group.is_empty() { format!("/api/{version}") } else { format!("/apis/{group}/{version}") };
+        let prefix = if group.is_empty() {
+            format!("/api/{version}")
+        } else {
+            format!("/apis/{group}/{version}")
+        };
         let path = if desc.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}/{{name}}", desc.plural)
         } else {

@@ -32,7 +32,8 @@ impl PatchType {
             PatchType::Json => {
                 let ops: json_patch::Patch = serde_json::from_value(patch.clone())
                     .map_err(|e| Error::BadRequest(format!("invalid JSON patch: {e}")))?;
-                json_patch::patch(target, &ops.0).map_err(|e| Error::Invalid(format!("JSON patch failed: {e}")))
+                json_patch::patch(target, &ops.0)
+                    .map_err(|e| Error::Invalid(format!("JSON patch failed: {e}")))
             }
             PatchType::Merge => {
                 json_patch::merge(target, patch);
@@ -69,22 +70,37 @@ mod tests {
 
     #[test]
     fn patch_types() {
-        let doc = json!({ "metadata": { "labels": { "a": "1", "b": "2" } }, "spec": { "replicas": 1 } });
+        let doc =
+            json!({ "metadata": { "labels": { "a": "1", "b": "2" } }, "spec": { "replicas": 1 } });
 
         let mut merged = doc.clone();
-        PatchType::Merge.apply(&mut merged, &json!({ "metadata": { "labels": { "a": null, "c": "3" } } })).unwrap();
+        PatchType::Merge
+            .apply(
+                &mut merged,
+                &json!({ "metadata": { "labels": { "a": null, "c": "3" } } }),
+            )
+            .unwrap();
         assert_eq!(merged["metadata"]["labels"], json!({ "b": "2", "c": "3" }));
 
         let mut strategic = doc.clone();
         let patch = json!({ "$setElementOrder/x": [], "spec": { "replicas": 4, "$retainKeys": ["replicas"] } });
-        PatchType::StrategicMerge.apply(&mut strategic, &patch).unwrap();
+        PatchType::StrategicMerge
+            .apply(&mut strategic, &patch)
+            .unwrap();
         assert_eq!(strategic["spec"], json!({ "replicas": 4 }));
 
         let mut patched = doc.clone();
         let ops = json!([{ "op": "replace", "path": "/spec/replicas", "value": 3 }, { "op": "remove", "path": "/metadata/labels/a" }]);
         PatchType::Json.apply(&mut patched, &ops).unwrap();
-        assert_eq!(patched, json!({ "metadata": { "labels": { "b": "2" } }, "spec": { "replicas": 3 } }));
-        assert!(PatchType::Json.apply(&mut patched, &json!([{ "op": "remove", "path": "/nope" }])).is_err());
+        assert_eq!(
+            patched,
+            json!({ "metadata": { "labels": { "b": "2" } }, "spec": { "replicas": 3 } })
+        );
+        assert!(
+            PatchType::Json
+                .apply(&mut patched, &json!([{ "op": "remove", "path": "/nope" }]))
+                .is_err()
+        );
 
         assert_eq!(
             PatchType::from_content_type("application/merge-patch+json; charset=utf-8").unwrap(),

@@ -18,8 +18,26 @@ const REPLICAS: usize = 10;
 /// Synthetic deployments (and services) per namespace.
 const DEPLOYMENTS_PER_NAMESPACE: usize = 20;
 const APPS: [&str; DEPLOYMENTS_PER_NAMESPACE] = [
-    "web", "api", "auth", "cart", "search", "orders", "billing", "ledger", "inventory", "shipping", "catalog",
-    "reviews", "notify", "media", "gateway", "session", "profile", "pricing", "recommend", "analytics",
+    "web",
+    "api",
+    "auth",
+    "cart",
+    "search",
+    "orders",
+    "billing",
+    "ledger",
+    "inventory",
+    "shipping",
+    "catalog",
+    "reviews",
+    "notify",
+    "media",
+    "gateway",
+    "session",
+    "profile",
+    "pricing",
+    "recommend",
+    "analytics",
 ];
 const TIERS: [&str; 3] = ["frontend", "backend", "data"];
 
@@ -32,13 +50,19 @@ impl Simulator {
     /// Meant for a fresh cluster; 200 × 110 takes about a second in a release build.
     pub fn seed_cluster(&self, nodes: usize, pods_per_node: usize) -> Result<(), Error> {
         if pods_per_node > MAX_PODS_PER_CIDR {
-            return Err(Error::Config(format!("at most {MAX_PODS_PER_CIDR} pods per node (one /24 each)")));
+            return Err(Error::Config(format!(
+                "at most {MAX_PODS_PER_CIDR} pods per node (one /24 each)"
+            )));
         }
         if nodes > MAX_NODES {
             return Err(Error::Config(format!("at most {MAX_NODES} nodes")));
         }
         if nodes == 0 {
-            return if pods_per_node == 0 { Ok(()) } else { Err(Error::Config("pods need nodes".into())) };
+            return if pods_per_node == 0 {
+                Ok(())
+            } else {
+                Err(Error::Config("pods need nodes".into()))
+            };
         }
         let width = nodes.to_string().len().max(3);
         self.inner.write(|c| {
@@ -70,18 +94,37 @@ impl Simulator {
                     break name;
                 }
             };
-            let env = if namespace_index % 2 == 0 { "staging" } else { "production" };
+            let env = if namespace_index % 2 == 0 {
+                "staging"
+            } else {
+                "production"
+            };
             // one transaction per namespace keeps the API answering while a big cluster seeds
             self.inner.write(|c| {
-                c.create(Kind::Namespace, json!({ "metadata": { "name": ns, "labels": { "env": env } } }))?;
+                c.create(
+                    Kind::Namespace,
+                    json!({ "metadata": { "name": ns, "labels": { "env": env } } }),
+                )?;
                 for (i, app) in APPS.iter().enumerate() {
                     if remaining == 0 {
                         break;
                     }
-                    let replicas = if remaining < 2 * REPLICAS { remaining } else { REPLICAS };
+                    let replicas = if remaining < 2 * REPLICAS {
+                        remaining
+                    } else {
+                        REPLICAS
+                    };
                     remaining -= replicas;
                     let tier = TIERS[i % TIERS.len()];
-                    create_app(c, &ns, app, tier, replicas, "registry.example/app:1.0", 8080)?;
+                    create_app(
+                        c,
+                        &ns,
+                        app,
+                        tier,
+                        replicas,
+                        "registry.example/app:1.0",
+                        8080,
+                    )?;
                 }
                 Ok::<_, Error>(())
             })?;
@@ -138,7 +181,15 @@ fn pod_template(app: &str, tier: &str, image: &str, port: Option<u16>, restart: 
 }
 
 /// A Deployment and a Service in front of it (port 80 to the pods' `http` port).
-fn create_app(c: &mut Cluster, ns: &str, app: &str, tier: &str, replicas: usize, image: &str, port: u16) -> Result<(), Error> {
+fn create_app(
+    c: &mut Cluster,
+    ns: &str,
+    app: &str,
+    tier: &str,
+    replicas: usize,
+    image: &str,
+    port: u16,
+) -> Result<(), Error> {
     c.create(
         Kind::Deployment,
         json!({

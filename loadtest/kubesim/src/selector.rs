@@ -18,7 +18,11 @@ pub(crate) struct LabelSelector(Vec<(String, Op)>);
 
 impl LabelSelector {
     pub fn parse(text: &str) -> Result<Self, Error> {
-        let bad = || Error::BadRequest(format!("unable to parse requirement: invalid label selector {text:?}"));
+        let bad = || {
+            Error::BadRequest(format!(
+                "unable to parse requirement: invalid label selector {text:?}"
+            ))
+        };
         let mut reqs = Vec::new();
         for term in split_top_level(text) {
             let term = term.trim();
@@ -29,7 +33,10 @@ impl LabelSelector {
                 (key.trim().to_string(), Op::NotExists)
             } else if let Some(open) = term.find('(') {
                 let close = term.rfind(')').filter(|&c| c > open).ok_or_else(bad)?;
-                let values = term[open + 1..close].split(',').map(|v| v.trim().to_string()).collect();
+                let values = term[open + 1..close]
+                    .split(',')
+                    .map(|v| v.trim().to_string())
+                    .collect();
                 let mut head = term[..open].split_whitespace();
                 let (Some(key), Some(op), None) = (head.next(), head.next(), head.next()) else {
                     return Err(bad());
@@ -41,15 +48,23 @@ impl LabelSelector {
                 };
                 (key.to_string(), op)
             } else if let Some((key, value)) = term.split_once("!=") {
-                (key.trim().to_string(), Op::NotIn(vec![value.trim().to_string()]))
+                (
+                    key.trim().to_string(),
+                    Op::NotIn(vec![value.trim().to_string()]),
+                )
             } else if let Some((key, value)) = term.split_once('=') {
                 let value = value.strip_prefix('=').unwrap_or(value);
-                (key.trim().to_string(), Op::In(vec![value.trim().to_string()]))
+                (
+                    key.trim().to_string(),
+                    Op::In(vec![value.trim().to_string()]),
+                )
             } else {
                 (term.to_string(), Op::Exists)
             };
             let values_ok = match &req.1 {
-                Op::In(values) | Op::NotIn(values) => values.iter().all(|v| v.chars().all(label_char)),
+                Op::In(values) | Op::NotIn(values) => {
+                    values.iter().all(|v| v.chars().all(label_char))
+                }
                 Op::Exists | Op::NotExists => true,
             };
             if req.0.is_empty() || !req.0.chars().all(|c| label_char(c) || c == '/') || !values_ok {
@@ -115,7 +130,9 @@ impl FieldSelector {
             } else if let Some((p, v)) = term.split_once('=') {
                 (p, true, v.strip_prefix('=').unwrap_or(v))
             } else {
-                return Err(Error::BadRequest(format!("invalid field selector: {term:?}")));
+                return Err(Error::BadRequest(format!(
+                    "invalid field selector: {term:?}"
+                )));
             };
             let path = path.trim().split('.').map(str::to_string).collect();
             reqs.push((path, equal, value.trim().to_string()));
@@ -146,7 +163,9 @@ pub(crate) fn map_selects(selector: &Map<String, Value>, obj: &Value) -> bool {
 /// A selector object (`matchLabels` / `matchExpressions`, or a plain map) in query-string syntax,
 /// as the scale subresource reports it in `status.selector`.
 pub(crate) fn to_query(selector: &Value) -> String {
-    let Some(map) = selector.as_object() else { return String::new() };
+    let Some(map) = selector.as_object() else {
+        return String::new();
+    };
     if !map.contains_key("matchLabels") && !map.contains_key("matchExpressions") {
         return pairs(map);
     }
@@ -154,9 +173,18 @@ pub(crate) fn to_query(selector: &Value) -> String {
     if let Some(labels) = selector["matchLabels"].as_object() {
         terms.push(pairs(labels));
     }
-    for expr in selector["matchExpressions"].as_array().into_iter().flatten() {
+    for expr in selector["matchExpressions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let key = expr["key"].as_str().unwrap_or_default();
-        let values: Vec<&str> = expr["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let values: Vec<&str> = expr["values"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         terms.push(match expr["operator"].as_str().unwrap_or_default() {
             "In" => format!("{key} in ({})", values.join(",")),
             "NotIn" => format!("{key} notin ({})", values.join(",")),
@@ -201,7 +229,11 @@ mod tests {
             ("canary!=yes", true),
             ("app=web,tier=back", false),
         ] {
-            assert_eq!(LabelSelector::parse(sel).unwrap().matches(&obj), want, "{sel}");
+            assert_eq!(
+                LabelSelector::parse(sel).unwrap().matches(&obj),
+                want,
+                "{sel}"
+            );
         }
         assert!(LabelSelector::parse("a in b)").is_err());
         assert!(LabelSelector::parse("=x").is_err());
@@ -212,9 +244,21 @@ mod tests {
         let pod = json!({ "metadata": { "name": "p" }, "spec": { "nodeName": "n1" }, "status": { "phase": "Running" } });
         let sel = FieldSelector::parse("spec.nodeName=n1,metadata.name!=q").unwrap();
         assert!(sel.matches(&pod));
-        assert!(!FieldSelector::parse("spec.nodeName=").unwrap().matches(&pod));
-        assert!(FieldSelector::parse("spec.hostname=").unwrap().matches(&pod));
-        assert!(FieldSelector::parse("metadata.name==p").unwrap().matches(&pod));
+        assert!(
+            !FieldSelector::parse("spec.nodeName=")
+                .unwrap()
+                .matches(&pod)
+        );
+        assert!(
+            FieldSelector::parse("spec.hostname=")
+                .unwrap()
+                .matches(&pod)
+        );
+        assert!(
+            FieldSelector::parse("metadata.name==p")
+                .unwrap()
+                .matches(&pod)
+        );
         assert!(FieldSelector::parse("nonsense").is_err());
     }
 
@@ -224,7 +268,13 @@ mod tests {
         assert_eq!(to_query(&sel), "app=web,tier in (a,b)");
         assert_eq!(to_query(&json!({ "app": "web" })), "app=web");
         let map = json!({ "app": "web" });
-        assert!(map_selects(map.as_object().unwrap(), &labelled(json!({ "app": "web", "x": "y" }))));
-        assert!(!map_selects(&Map::new(), &labelled(json!({ "app": "web" }))));
+        assert!(map_selects(
+            map.as_object().unwrap(),
+            &labelled(json!({ "app": "web", "x": "y" }))
+        ));
+        assert!(!map_selects(
+            &Map::new(),
+            &labelled(json!({ "app": "web" }))
+        ));
     }
 }

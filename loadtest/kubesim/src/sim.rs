@@ -61,7 +61,9 @@ impl Inner {
     fn lock(&self) -> MutexGuard<'_, Cluster> {
         // a panic while holding the lock leaves a consistent store (writes are single puts);
         // keep serving rather than poison every later request
-        self.cluster.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.cluster
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn read<R>(&self, f: impl FnOnce(&Cluster) -> R) -> R {
@@ -105,8 +107,14 @@ impl Simulator {
     pub async fn start(config: SimConfig) -> Result<RunningSim, Error> {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
-            .map_err(|source| Error::Bind { addr: config.listen, source })?;
-        let addr = listener.local_addr().map_err(|source| Error::Bind { addr: config.listen, source })?;
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let addr = listener.local_addr().map_err(|source| Error::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let shutdown = CancellationToken::new();
         let inner = Arc::new(Inner {
             cluster: Mutex::new(Cluster::new(config.history)),
@@ -114,11 +122,14 @@ impl Simulator {
             bookmark_interval: config.bookmark_interval,
             shutdown: shutdown.clone(),
         });
-        let sim = Simulator { inner: inner.clone() };
+        let sim = Simulator {
+            inner: inner.clone(),
+        };
         sim.seed_system()?;
         sim.seed_cluster(config.nodes, config.pods_per_node)?;
         let server = tokio::spawn(async move {
-            let serve = axum::serve(listener, api::router(inner)).with_graceful_shutdown(shutdown.cancelled_owned());
+            let serve = axum::serve(listener, api::router(inner))
+                .with_graceful_shutdown(shutdown.cancelled_owned());
             if let Err(e) = serve.await {
                 tracing::error!("kubesim server failed: {e}");
             }
@@ -169,12 +180,21 @@ impl Simulator {
 
     /// An object (`namespace` is ignored for cluster-scoped kinds).
     pub fn get(&self, kind: Kind, namespace: &str, name: &str) -> Option<Value> {
-        self.inner.read(|c| c.store.get(kind, &key(kind, namespace, name)).map(|o| o.value.clone()))
+        self.inner.read(|c| {
+            c.store
+                .get(kind, &key(kind, namespace, name))
+                .map(|o| o.value.clone())
+        })
     }
 
     /// Objects of a kind, in one namespace or all, in (namespace, name) order.
     pub fn list(&self, kind: Kind, namespace: Option<&str>) -> Vec<Value> {
-        self.inner.read(|c| c.store.iter(kind, namespace, None).map(|o| o.value.clone()).collect())
+        self.inner.read(|c| {
+            c.store
+                .iter(kind, namespace, None)
+                .map(|o| o.value.clone())
+                .collect()
+        })
     }
 
     pub fn count(&self, kind: Kind) -> usize {
@@ -188,16 +208,32 @@ impl Simulator {
 
     /// Deletes an object and, as the garbage collector does, whatever it owns.
     pub fn delete(&self, kind: Kind, namespace: &str, name: &str) -> Result<(), Error> {
-        self.inner.write(|c| c.delete(kind, &key(kind, namespace, name))).map(drop)
+        self.inner
+            .write(|c| c.delete(kind, &key(kind, namespace, name)))
+            .map(drop)
     }
 
     /// Sets `spec.replicas` of a Deployment, ReplicaSet, StatefulSet or ReplicationController.
-    pub fn scale(&self, kind: Kind, namespace: &str, name: &str, replicas: u32) -> Result<(), Error> {
-        self.inner.write(|c| c.scale(kind, &key(kind, namespace, name), i64::from(replicas))).map(drop)
+    pub fn scale(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        replicas: u32,
+    ) -> Result<(), Error> {
+        self.inner
+            .write(|c| c.scale(kind, &key(kind, namespace, name), i64::from(replicas)))
+            .map(drop)
     }
 
     /// Replaces an object's labels.
-    pub fn set_labels(&self, kind: Kind, namespace: &str, name: &str, labels: BTreeMap<String, String>) -> Result<Value, Error> {
+    pub fn set_labels(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+        labels: BTreeMap<String, String>,
+    ) -> Result<Value, Error> {
         self.inner
             .write(|c| {
                 let mut value = c.get(kind, &key(kind, namespace, name))?.value.clone();
@@ -209,7 +245,9 @@ impl Simulator {
 
     /// Runs a CronJob now: creates its Job (and the Job its pods). Returns the Job.
     pub fn trigger_cronjob(&self, namespace: &str, name: &str) -> Result<Value, Error> {
-        self.inner.write(|c| c.trigger_cronjob(&key(Kind::CronJob, namespace, name))).map(|o| o.value.clone())
+        self.inner
+            .write(|c| c.trigger_cronjob(&key(Kind::CronJob, namespace, name)))
+            .map(|o| o.value.clone())
     }
 
     /// Forgets the watch history, as an etcd compaction does: open watches end with
@@ -260,7 +298,10 @@ current-context: kubesim
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), Error> {
-        std::fs::write(path, self.kubeconfig()).map_err(|source| Error::Kubeconfig { path: path.to_path_buf(), source })
+        std::fs::write(path, self.kubeconfig()).map_err(|source| Error::Kubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// A handle that outlives this value's borrow (it does not keep the server up).

@@ -112,7 +112,13 @@ impl Store {
                 notify: watch::Sender::new(0),
             })
             .collect();
-        Store { rv: 0, kinds, dependents: HashMap::new(), history_limit: history_limit.max(1), touched: BTreeSet::new() }
+        Store {
+            rv: 0,
+            kinds,
+            dependents: HashMap::new(),
+            history_limit: history_limit.max(1),
+            touched: BTreeSet::new(),
+        }
     }
 
     pub fn rv(&self) -> u64 {
@@ -147,7 +153,10 @@ impl Store {
     }
 
     pub fn dependents(&self, owner_uid: &str) -> Vec<(Kind, Key)> {
-        self.dependents.get(owner_uid).map(|set| set.iter().cloned().collect()).unwrap_or_default()
+        self.dependents
+            .get(owner_uid)
+            .map(|set| set.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// Stores a new version of an object, stamping the next resourceVersion.
@@ -156,10 +165,24 @@ impl Store {
         value["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         let obj = Obj::new(value, self.rv);
         let key = obj.key();
-        let prev = self.kinds[kind as usize].objects.insert(key.clone(), obj.clone());
+        let prev = self.kinds[kind as usize]
+            .objects
+            .insert(key.clone(), obj.clone());
         self.index_owners(kind, &key, prev.as_deref(), Some(&obj));
-        let event_kind = if prev.is_some() { EventType::Modified } else { EventType::Added };
-        self.record(kind, Event { rv: self.rv, kind: event_kind, obj: obj.clone(), prev });
+        let event_kind = if prev.is_some() {
+            EventType::Modified
+        } else {
+            EventType::Added
+        };
+        self.record(
+            kind,
+            Event {
+                rv: self.rv,
+                kind: event_kind,
+                obj: obj.clone(),
+                prev,
+            },
+        );
         obj
     }
 
@@ -171,7 +194,15 @@ impl Store {
         let mut last = prev.value.clone();
         last["metadata"]["resourceVersion"] = Value::String(self.rv.to_string());
         let obj = Obj::new(last, self.rv);
-        self.record(kind, Event { rv: self.rv, kind: EventType::Deleted, obj, prev: Some(prev.clone()) });
+        self.record(
+            kind,
+            Event {
+                rv: self.rv,
+                kind: EventType::Deleted,
+                obj,
+                prev: Some(prev.clone()),
+            },
+        );
         Some(prev)
     }
 
@@ -193,7 +224,10 @@ impl Store {
             }
         }
         for uid in new.into_iter().filter(|u| !old.contains(u)) {
-            self.dependents.entry(uid).or_default().insert((kind, key.clone()));
+            self.dependents
+                .entry(uid)
+                .or_default()
+                .insert((kind, key.clone()));
         }
     }
 
@@ -230,7 +264,11 @@ impl Store {
 
     /// Fails with Expired if changes after `rv` are no longer all retained.
     pub fn check_fresh(&self, kind: Kind, rv: u64) -> Result<(), Error> {
-        if rv < self.kinds[kind as usize].compacted { Err(Error::Expired(rv)) } else { Ok(()) }
+        if rv < self.kinds[kind as usize].compacted {
+            Err(Error::Expired(rv))
+        } else {
+            Ok(())
+        }
     }
 
     /// The changes of a kind after `rv`.
@@ -264,36 +302,50 @@ mod tests {
     fn versions_history_and_expiry() {
         let mut store = Store::new(2);
         let a = store.put(Kind::Pod, pod("a", Some("rs")));
-        assert_eq!((a.rv, a.value["metadata"]["resourceVersion"].as_str()), (1, Some("1")));
+        assert_eq!(
+            (a.rv, a.value["metadata"]["resourceVersion"].as_str()),
+            (1, Some("1"))
+        );
         store.put(Kind::Pod, pod("b", None));
         store.put(Kind::Node, json!({ "metadata": { "name": "n" } }));
         let removed = store.remove(Kind::Pod, &("ns".into(), "a".into())).unwrap();
         assert_eq!(removed.rv, 1);
         // pods: added a (1), added b (2), deleted a (4); limit 2 evicts rv 1
-        assert!(matches!(store.events_since(Kind::Pod, 0), Err(Error::Expired(0))));
+        assert!(matches!(
+            store.events_since(Kind::Pod, 0),
+            Err(Error::Expired(0))
+        ));
         let events = store.events_since(Kind::Pod, 1).unwrap();
-        assert_eq!(events.iter().map(|e| (e.rv, e.kind)).collect::<Vec<_>>(), [
-            (2, EventType::Added),
-            (4, EventType::Deleted)
-        ]);
+        assert_eq!(
+            events.iter().map(|e| (e.rv, e.kind)).collect::<Vec<_>>(),
+            [(2, EventType::Added), (4, EventType::Deleted)]
+        );
         assert_eq!(events[1].obj.value["metadata"]["resourceVersion"], "4");
         assert!(store.dependents("rs").is_empty());
         store.expire_history();
         assert!(store.events_since(Kind::Node, 4).is_err());
-        assert!(store.events_since(Kind::Node, store.rv()).unwrap().is_empty());
+        assert!(
+            store
+                .events_since(Kind::Node, store.rv())
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[test]
     fn iterates_one_namespace_from_a_key() {
         let mut store = Store::new(10);
         for (ns, name) in [("a", "1"), ("b", "1"), ("b", "2"), ("c", "1")] {
-            store.put(Kind::Pod, json!({ "metadata": { "namespace": ns, "name": name } }));
+            store.put(
+                Kind::Pod,
+                json!({ "metadata": { "namespace": ns, "name": name } }),
+            );
         }
         let names = |it: Vec<&Arc<Obj>>| it.iter().map(|o| o.key()).collect::<Vec<_>>();
-        assert_eq!(names(store.iter(Kind::Pod, Some("b"), None).collect()), [
-            ("b".into(), "1".into()),
-            ("b".into(), "2".into())
-        ]);
+        assert_eq!(
+            names(store.iter(Kind::Pod, Some("b"), None).collect()),
+            [("b".into(), "1".into()), ("b".into(), "2".into())]
+        );
         let after = ("b".to_string(), "1".to_string());
         assert_eq!(store.iter(Kind::Pod, None, Some(&after)).count(), 2);
         assert_eq!(store.iter(Kind::Pod, Some("b"), Some(&after)).count(), 1);

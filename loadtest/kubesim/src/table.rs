@@ -18,7 +18,11 @@ struct Column {
 }
 
 const fn col(name: &'static str, priority: u8, cell: fn(&Value) -> Value) -> Column {
-    Column { name, priority, cell }
+    Column {
+        name,
+        priority,
+        cell,
+    }
 }
 
 /// Whether the client asked for a Table.
@@ -26,7 +30,12 @@ pub(crate) fn wanted(headers: &HeaderMap) -> bool {
     headers
         .get(header::ACCEPT)
         .and_then(|a| a.to_str().ok())
-        .is_some_and(|accept| accept.split(',').next().is_some_and(|first| first.contains("as=Table")))
+        .is_some_and(|accept| {
+            accept
+                .split(',')
+                .next()
+                .is_some_and(|first| first.contains("as=Table"))
+        })
 }
 
 pub(crate) fn render(kind: Kind, rv: u64, next: Option<String>, items: &[Arc<Obj>]) -> Value {
@@ -51,7 +60,9 @@ pub(crate) fn render(kind: Kind, rv: u64, next: Option<String>, items: &[Arc<Obj
 }
 
 const NAME: Column = col("Name", 0, |v| v["metadata"]["name"].clone());
-const AGE: Column = col("Age", 0, |v| json!(age(&v["metadata"]["creationTimestamp"])));
+const AGE: Column = col("Age", 0, |v| {
+    json!(age(&v["metadata"]["creationTimestamp"]))
+});
 
 fn columns(kind: Kind) -> &'static [Column] {
     match kind {
@@ -71,14 +82,24 @@ fn columns(kind: Kind) -> &'static [Column] {
 static POD: [Column; 6] = [
     col("Ready", 0, |v| {
         let statuses = v["status"]["containerStatuses"].as_array();
-        let ready = statuses.into_iter().flatten().filter(|s| s["ready"] == true).count();
+        let ready = statuses
+            .into_iter()
+            .flatten()
+            .filter(|s| s["ready"] == true)
+            .count();
         let total = v["spec"]["containers"].as_array().map_or(0, Vec::len);
         json!(format!("{ready}/{total}"))
     }),
     col("Status", 0, |v| v["status"]["phase"].clone()),
     col("Restarts", 0, |v| {
         let statuses = v["status"]["containerStatuses"].as_array();
-        json!(statuses.into_iter().flatten().filter_map(|s| s["restartCount"].as_i64()).sum::<i64>())
+        json!(
+            statuses
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["restartCount"].as_i64())
+                .sum::<i64>()
+        )
     }),
     AGE,
     col("IP", 1, |v| none_if_null(&v["status"]["podIP"])),
@@ -87,24 +108,45 @@ static POD: [Column; 6] = [
 
 static NODE: [Column; 7] = [
     col("Status", 0, |v| {
-        let ready = v["status"]["conditions"].as_array().into_iter().flatten().any(|c| c["type"] == "Ready" && c["status"] == "True");
+        let ready = v["status"]["conditions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True");
         json!(if ready { "Ready" } else { "NotReady" })
     }),
     col("Roles", 0, |v| {
         let labels = v["metadata"]["labels"].as_object();
-        let roles: Vec<&str> =
-            labels.into_iter().flatten().filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/")).collect();
-        json!(if roles.is_empty() { "<none>".to_string() } else { roles.join(",") })
+        let roles: Vec<&str> = labels
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, _)| k.strip_prefix("node-role.kubernetes.io/"))
+            .collect();
+        json!(if roles.is_empty() {
+            "<none>".to_string()
+        } else {
+            roles.join(",")
+        })
     }),
     AGE,
-    col("Version", 0, |v| v["status"]["nodeInfo"]["kubeletVersion"].clone()),
+    col("Version", 0, |v| {
+        v["status"]["nodeInfo"]["kubeletVersion"].clone()
+    }),
     col("Internal-IP", 1, |v| {
         let addresses = v["status"]["addresses"].as_array();
-        let ip = addresses.into_iter().flatten().find(|a| a["type"] == "InternalIP").map(|a| a["address"].clone());
+        let ip = addresses
+            .into_iter()
+            .flatten()
+            .find(|a| a["type"] == "InternalIP")
+            .map(|a| a["address"].clone());
         none_if_null(&ip.unwrap_or_default())
     }),
-    col("OS-Image", 1, |v| v["status"]["nodeInfo"]["osImage"].clone()),
-    col("Container-Runtime", 1, |v| v["status"]["nodeInfo"]["containerRuntimeVersion"].clone()),
+    col("OS-Image", 1, |v| {
+        v["status"]["nodeInfo"]["osImage"].clone()
+    }),
+    col("Container-Runtime", 1, |v| {
+        v["status"]["nodeInfo"]["containerRuntimeVersion"].clone()
+    }),
 ];
 
 static NAMESPACE: [Column; 2] = [col("Status", 0, |v| v["status"]["phase"].clone()), AGE];
@@ -126,19 +168,37 @@ static SERVICE: [Column; 6] = [
                 }
             })
             .collect();
-        json!(if ports.is_empty() { "<none>".to_string() } else { ports.join(",") })
+        json!(if ports.is_empty() {
+            "<none>".to_string()
+        } else {
+            ports.join(",")
+        })
     }),
     AGE,
     col("Selector", 1, |v| {
         let selector = crate::selector::to_query(&v["spec"]["selector"]);
-        json!(if selector.is_empty() { "<none>".to_string() } else { selector })
+        json!(if selector.is_empty() {
+            "<none>".to_string()
+        } else {
+            selector
+        })
     }),
 ];
 
 static DEPLOYMENT: [Column; 6] = [
-    col("Ready", 0, |v| json!(format!("{}/{}", int(&v["status"]["readyReplicas"]), int(&v["spec"]["replicas"])))),
-    col("Up-to-date", 0, |v| json!(int(&v["status"]["updatedReplicas"]))),
-    col("Available", 0, |v| json!(int(&v["status"]["availableReplicas"]))),
+    col("Ready", 0, |v| {
+        json!(format!(
+            "{}/{}",
+            int(&v["status"]["readyReplicas"]),
+            int(&v["spec"]["replicas"])
+        ))
+    }),
+    col("Up-to-date", 0, |v| {
+        json!(int(&v["status"]["updatedReplicas"]))
+    }),
+    col("Available", 0, |v| {
+        json!(int(&v["status"]["availableReplicas"]))
+    }),
     AGE,
     IMAGES,
     SELECTOR,
@@ -154,16 +214,28 @@ static REPLICA_SET: [Column; 6] = [
 ];
 
 static STATEFUL_SET: [Column; 3] = [
-    col("Ready", 0, |v| json!(format!("{}/{}", int(&v["status"]["readyReplicas"]), int(&v["spec"]["replicas"])))),
+    col("Ready", 0, |v| {
+        json!(format!(
+            "{}/{}",
+            int(&v["status"]["readyReplicas"]),
+            int(&v["spec"]["replicas"])
+        ))
+    }),
     AGE,
     IMAGES,
 ];
 
 static DAEMON_SET: [Column; 6] = [
-    col("Desired", 0, |v| json!(int(&v["status"]["desiredNumberScheduled"]))),
-    col("Current", 0, |v| json!(int(&v["status"]["currentNumberScheduled"]))),
+    col("Desired", 0, |v| {
+        json!(int(&v["status"]["desiredNumberScheduled"]))
+    }),
+    col("Current", 0, |v| {
+        json!(int(&v["status"]["currentNumberScheduled"]))
+    }),
     col("Ready", 0, |v| json!(int(&v["status"]["numberReady"]))),
-    col("Available", 0, |v| json!(int(&v["status"]["numberAvailable"]))),
+    col("Available", 0, |v| {
+        json!(int(&v["status"]["numberAvailable"]))
+    }),
     AGE,
     IMAGES,
 ];
@@ -172,15 +244,29 @@ static ENDPOINT_SLICE: [Column; 4] = [
     col("AddressType", 0, |v| v["addressType"].clone()),
     col("Ports", 0, |v| {
         let ports = v["ports"].as_array();
-        let ports: Vec<String> = ports.into_iter().flatten().map(|p| p["port"].to_string()).collect();
-        json!(if ports.is_empty() { "<unset>".to_string() } else { ports.join(",") })
+        let ports: Vec<String> = ports
+            .into_iter()
+            .flatten()
+            .map(|p| p["port"].to_string())
+            .collect();
+        json!(if ports.is_empty() {
+            "<unset>".to_string()
+        } else {
+            ports.join(",")
+        })
     }),
     col("Endpoints", 0, |v| {
         let endpoints = v["endpoints"].as_array();
         let addresses: Vec<&str> = endpoints
             .into_iter()
             .flatten()
-            .flat_map(|e| e["addresses"].as_array().into_iter().flatten().filter_map(Value::as_str))
+            .flat_map(|e| {
+                e["addresses"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+            })
             .collect();
         json!(match addresses.len() {
             0 => "<unset>".to_string(),
@@ -193,9 +279,18 @@ static ENDPOINT_SLICE: [Column; 4] = [
 
 const IMAGES: Column = col("Images", 1, |v| {
     let containers = v["spec"]["template"]["spec"]["containers"].as_array();
-    json!(containers.into_iter().flatten().filter_map(|c| c["image"].as_str()).collect::<Vec<_>>().join(","))
+    json!(
+        containers
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["image"].as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 });
-const SELECTOR: Column = col("Selector", 1, |v| json!(crate::selector::to_query(&v["spec"]["selector"])));
+const SELECTOR: Column = col("Selector", 1, |v| {
+    json!(crate::selector::to_query(&v["spec"]["selector"]))
+});
 
 fn int(v: &Value) -> i64 {
     v.as_i64().unwrap_or(0)
@@ -210,7 +305,10 @@ fn none_if_null(v: &Value) -> Value {
 
 /// An age as kubectl prints it: `45s`, `4m30s`, `25m`, `3h20m`, `26h`, `5d3h`, `40d`.
 fn age(created: &Value) -> String {
-    let Some(created) = created.as_str().and_then(|t| t.parse::<jiff::Timestamp>().ok()) else {
+    let Some(created) = created
+        .as_str()
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+    else {
         return "<unknown>".into();
     };
     human_duration(jiff::Timestamp::now().as_second() - created.as_second())
@@ -236,7 +334,17 @@ mod tests {
 
     #[test]
     fn durations_print_like_kubectl() {
-        for (seconds, want) in [(5, "5s"), (119, "119s"), (270, "4m30s"), (600, "10m"), (1500, "25m"), (12_000, "3h20m"), (93_600, "26h"), (442_800, "5d3h"), (3_456_000, "40d")] {
+        for (seconds, want) in [
+            (5, "5s"),
+            (119, "119s"),
+            (270, "4m30s"),
+            (600, "10m"),
+            (1500, "25m"),
+            (12_000, "3h20m"),
+            (93_600, "26h"),
+            (442_800, "5d3h"),
+            (3_456_000, "40d"),
+        ] {
             assert_eq!(human_duration(seconds), want);
         }
     }
@@ -250,6 +358,17 @@ mod tests {
         }));
         let table = render(Kind::Pod, 9, None, &[pod]);
         assert_eq!(table["columnDefinitions"].as_array().unwrap().len(), 7);
-        assert_eq!(table["rows"][0]["cells"], json!(["p", "1/1", "Running", 2, table["rows"][0]["cells"][4], "10.244.0.2", "n"]));
+        assert_eq!(
+            table["rows"][0]["cells"],
+            json!([
+                "p",
+                "1/1",
+                "Running",
+                2,
+                table["rows"][0]["cells"][4],
+                "10.244.0.2",
+                "n"
+            ])
+        );
     }
 }

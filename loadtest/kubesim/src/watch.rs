@@ -36,7 +36,9 @@ pub(crate) fn serve(inner: Arc<Inner>, kind: Kind, filter: Filter, params: &Para
         _ if params.send_initial_events() => None,
         Some(rv) => match rv.parse::<u64>() {
             Ok(rv) => Some(rv),
-            Err(_) => return Error::BadRequest(format!("invalid resourceVersion {rv:?}")).into_response(),
+            Err(_) => {
+                return Error::BadRequest(format!("invalid resourceVersion {rv:?}")).into_response();
+            }
         },
     };
     let watcher = Watcher {
@@ -45,15 +47,23 @@ pub(crate) fn serve(inner: Arc<Inner>, kind: Kind, filter: Filter, params: &Para
         filter,
         bookmarks: params.bookmarks(),
         initial_events_end: params.send_initial_events() && params.bookmarks(),
-        timeout: params.timeout_seconds().map_or(DEFAULT_TIMEOUT, Duration::from_secs),
+        timeout: params
+            .timeout_seconds()
+            .map_or(DEFAULT_TIMEOUT, Duration::from_secs),
     };
     // a few chunks of slack; past that the task waits for this client alone
     let (tx, rx) = mpsc::channel(4);
     tokio::spawn(watcher.run(from, tx));
     let body = futures::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|chunk| (Ok::<Bytes, Infallible>(chunk), rx))
+        rx.recv()
+            .await
+            .map(|chunk| (Ok::<Bytes, Infallible>(chunk), rx))
     });
-    ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        Body::from_stream(body),
+    )
+        .into_response()
 }
 
 struct Watcher {
@@ -105,7 +115,11 @@ impl Watcher {
         let mut bookmark_due = false;
         loop {
             if pending || bookmark_due {
-                let drained = self.inner.read(|c| c.store.events_since(self.kind, cursor).map(|e| (e, c.store.rv())));
+                let drained = self.inner.read(|c| {
+                    c.store
+                        .events_since(self.kind, cursor)
+                        .map(|e| (e, c.store.rv()))
+                });
                 match drained {
                     Err(expired) => {
                         let mut out = Vec::new();
@@ -148,10 +162,15 @@ impl Watcher {
         let mut out = Vec::new();
         for event in events {
             let now_in = self.filter.matches(&event.obj.value);
-            let was_in = event.prev.as_ref().is_some_and(|p| self.filter.matches(&p.value));
+            let was_in = event
+                .prev
+                .as_ref()
+                .is_some_and(|p| self.filter.matches(&p.value));
             let kind = match (event.kind, was_in, now_in) {
                 (EventType::Deleted, true, _) => EventType::Deleted,
-                (EventType::Added, _, true) | (EventType::Modified, false, true) => EventType::Added,
+                (EventType::Added, _, true) | (EventType::Modified, false, true) => {
+                    EventType::Added
+                }
                 (EventType::Modified, true, true) => EventType::Modified,
                 (EventType::Modified, true, false) => EventType::Deleted,
                 _ => continue,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::client::Client;
-use crate::{log, serve, up};
+use crate::{inventory, log, serve, up};
 
 /// Bulkhead: micro-segmentation for Kubernetes and OpenShift.
 ///
@@ -60,6 +60,8 @@ pub enum Command {
     /// The event log: status, events, membership.
     #[command(subcommand)]
     Log(log::LogCommand),
+    #[command(flatten)]
+    Inventory(inventory::InventoryCommand),
 }
 
 /// Where `bulkhead up` keeps its data unless told otherwise.
@@ -73,6 +75,9 @@ impl Cli {
             Command::Health => Client::new(&self.remote)?.health(self.remote.output).await,
             Command::Log(command) => {
                 log::run(&Client::new(&self.remote)?, self.remote.output, command).await
+            }
+            Command::Inventory(command) => {
+                inventory::run(&Client::new(&self.remote)?, self.remote.output, command).await
             }
         }
     }

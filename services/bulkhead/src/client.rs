@@ -50,6 +50,10 @@ impl Client {
             .await
             .with_context(|| format!("cannot reach {url}"))?;
         let status = response.status();
+        // Updates and deletes answer 204 without a body.
+        if status == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
         response
             .json()
             .await

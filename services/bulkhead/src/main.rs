@@ -8,6 +8,7 @@
 
 mod cli;
 mod client;
+mod inventory;
 mod log;
 mod serve;
 mod supervisor;

@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use bulkhead_runtime::bus::{NatsBus, NatsOptions, TypedBus};
 use bulkhead_runtime::config::{self, Flags};
-use bulkhead_runtime::health::Health;
 use bulkhead_runtime::{shutdown, telemetry};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +66,11 @@ pub enum Service {
         #[arg(long)]
         init: bool,
     },
+    /// The cluster watcher: reports a Kubernetes cluster's objects to inventory.
+    Clusterlink {
+        #[command(flatten)]
+        args: bulkhead_clusterlink::ClusterlinkArgs,
+    },
 }
 
 /// Everything `serve` can be configured with, whichever service it runs.
@@ -78,6 +82,7 @@ struct ServeConfig {
     instance: String,
     api: ApiSection,
     eventlog: bulkhead_eventlog::EventlogConfig,
+    clusterlink: bulkhead_clusterlink::ClusterlinkConfig,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -98,6 +103,7 @@ impl Default for ServeConfig {
                 .unwrap_or_else(|_| uuid::Uuid::new_v4().to_string()),
             api: ApiSection::default(),
             eventlog: bulkhead_eventlog::EventlogConfig::default(),
+            clusterlink: bulkhead_clusterlink::ClusterlinkConfig::default(),
         }
     }
 }
@@ -142,6 +148,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .set("eventlog.init", init.then_some(true));
             "eventlog"
         }
+        Service::Clusterlink { args } => {
+            flags = args.clone().flags(flags, "clusterlink");
+            "clusterlink"
+        }
     };
     let mut config: ServeConfig = config::load(args.config.as_deref(), &flags)?;
     let _telemetry = telemetry::init(service_name)?;
@@ -174,14 +184,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
             });
         }
         Service::Eventlog { .. } => {
-            let health = Health::new("eventlog", &config.instance);
-            supervisor.watch_health(health.clone());
-            let shutdown = supervisor.shutdown();
-            let eventlog = config.eventlog;
-            supervisor.spawn("eventlog", async move {
-                bulkhead_eventlog::run(eventlog, bus, health, shutdown)
-                    .await
-                    .map_err(Into::into)
+            supervisor.spawn_service("eventlog", &config.instance, |health, shutdown| {
+                bulkhead_eventlog::run(config.eventlog, bus, health, shutdown)
+            });
+        }
+        Service::Clusterlink { .. } => {
+            supervisor.spawn_service("clusterlink", &config.instance, |health, shutdown| {
+                bulkhead_clusterlink::run(config.clusterlink, bus, health, shutdown)
             });
         }
     }

@@ -45,6 +45,19 @@ impl Supervisor {
         self.tasks.spawn(async move { (name, task.await) });
     }
 
+    /// Runs a service whose `start` takes its health and the shutdown token, watching its health.
+    pub fn spawn_service<F, Fut, E>(&mut self, name: &'static str, instance: &str, start: F)
+    where
+        F: FnOnce(Health, CancellationToken) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let health = Health::new(name, instance);
+        self.watch_health(health.clone());
+        let service = start(health, self.shutdown());
+        self.spawn(name, async move { service.await.map_err(Into::into) });
+    }
+
     /// Serves `/metrics`, `/healthz` and `/readyz` on `listen`; returns the bound address.
     pub async fn serve_admin(&mut self, listen: SocketAddr) -> anyhow::Result<SocketAddr> {
         let listener = tokio::net::TcpListener::bind(listen)

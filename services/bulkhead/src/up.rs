@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use bulkhead_eventlog::EventlogConfig;
 use bulkhead_runtime::bus::{InProcessBus, TypedBus};
-use bulkhead_runtime::health::Health;
 use bulkhead_runtime::{shutdown, telemetry};
 
 use crate::cli::DEFAULT_DATA_DIR;
@@ -31,14 +30,10 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     let mut supervisor = Supervisor::new(shutdown::on_signal());
     let bus = TypedBus::new(Arc::new(InProcessBus::default()));
 
-    let eventlog_health = Health::new("eventlog", "1");
-    supervisor.watch_health(eventlog_health.clone());
     let eventlog_config = EventlogConfig::single_node(args.data_dir.join("eventlog"));
-    let (log_bus, shutdown) = (bus.clone(), supervisor.shutdown());
-    supervisor.spawn("eventlog", async move {
-        bulkhead_eventlog::run(eventlog_config, log_bus, eventlog_health, shutdown)
-            .await
-            .map_err(Into::into)
+    let log_bus = bus.clone();
+    supervisor.spawn_service("eventlog", "1", |health, shutdown| {
+        bulkhead_eventlog::run(eventlog_config, log_bus, health, shutdown)
     });
 
     let api = bulkhead_api::bind(

@@ -7,11 +7,19 @@ use tempfile::TempDir;
 
 /// A simulator with fast bookmarks and the given synthetic cluster.
 pub async fn start(nodes: usize, pods_per_node: usize) -> RunningSim {
-    start_with(SimConfig { nodes, pods_per_node, ..config() }).await
+    start_with(SimConfig {
+        nodes,
+        pods_per_node,
+        ..config()
+    })
+    .await
 }
 
 pub fn config() -> SimConfig {
-    SimConfig { bookmark_interval: Duration::from_millis(200), ..SimConfig::default() }
+    SimConfig {
+        bookmark_interval: Duration::from_millis(200),
+        ..SimConfig::default()
+    }
 }
 
 pub async fn start_with(config: SimConfig) -> RunningSim {
@@ -24,7 +32,9 @@ pub async fn client(sim: &RunningSim) -> (kube::Client, TempDir) {
     let path = dir.path().join("kubeconfig");
     sim.write_kubeconfig(&path).unwrap();
     let kubeconfig = Kubeconfig::read_from(&path).unwrap();
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.unwrap();
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .unwrap();
     (kube::Client::try_from(config).unwrap(), dir)
 }
 

@@ -18,7 +18,8 @@ struct Kubectl {
 impl Kubectl {
     fn new(sim: &RunningSim) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        sim.write_kubeconfig(&dir.path().join("kubeconfig")).unwrap();
+        sim.write_kubeconfig(&dir.path().join("kubeconfig"))
+            .unwrap();
         Kubectl { dir }
     }
 
@@ -49,7 +50,11 @@ impl Kubectl {
                 panic!("cannot run kubectl ({e}): install it with `apt-get install kubernetes-client` (Debian's kubectl)")
             });
         let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
-        (output.status.success(), text(output.stdout), text(output.stderr))
+        (
+            output.status.success(),
+            text(output.stdout),
+            text(output.stderr),
+        )
     }
 
     fn write(&self, file: &str, yaml: &str) -> String {
@@ -71,32 +76,74 @@ async fn kubectl_reads_lists_tables_json_and_describes() {
 
     let pods = json(&kubectl.run(&["get", "pods", "-A", "-o", "json"]).await);
     assert_eq!(pods["kind"], "List");
-    assert_eq!(pods["items"].as_array().unwrap().len(), sim.count(Kind::Pod));
+    assert_eq!(
+        pods["items"].as_array().unwrap().len(),
+        sim.count(Kind::Pod)
+    );
 
-    let table = kubectl.run(&["get", "pods", "-n", "shop", "-o", "wide"]).await;
+    let table = kubectl
+        .run(&["get", "pods", "-n", "shop", "-o", "wide"])
+        .await;
     let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]);
+    assert_eq!(
+        header,
+        ["NAME", "READY", "STATUS", "RESTARTS", "AGE", "IP", "NODE"]
+    );
     for p in sim.list(Kind::Pod, Some("shop")) {
-        let line = table.lines().find(|l| l.starts_with(&format!("{} ", name(&p)))).expect("a row per pod");
-        assert!(line.contains("Running") && line.contains(p["status"]["podIP"].as_str().unwrap()), "{line}");
+        let line = table
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", name(&p))))
+            .expect("a row per pod");
+        assert!(
+            line.contains("Running") && line.contains(p["status"]["podIP"].as_str().unwrap()),
+            "{line}"
+        );
     }
 
     let deployments = kubectl.run(&["get", "deployments", "-n", "shop"]).await;
-    assert!(deployments.lines().any(|l| l.starts_with("frontend ") && l.contains("3/3")), "{deployments}");
+    assert!(
+        deployments
+            .lines()
+            .any(|l| l.starts_with("frontend ") && l.contains("3/3")),
+        "{deployments}"
+    );
     let nodes = kubectl.run(&["get", "nodes"]).await;
     assert_eq!(nodes.lines().count(), 1 + sim.count(Kind::Node), "{nodes}");
     assert!(nodes.contains("control-plane") && nodes.contains("Ready"));
-    let node = json(&kubectl.run(&["get", "node", "node-000", "-o", "json"]).await);
+    let node = json(
+        &kubectl
+            .run(&["get", "node", "node-000", "-o", "json"])
+            .await,
+    );
     assert_eq!(node["spec"]["podCIDR"], "10.244.0.0/24");
     let services = kubectl.run(&["get", "services", "-A"]).await;
-    let frontend_ip = sim.get(Kind::Service, "shop", "frontend").unwrap()["spec"]["clusterIP"].as_str().unwrap().to_string();
-    assert!(services.lines().any(|l| l.contains("frontend") && l.contains(&frontend_ip)), "{services}");
+    let frontend_ip = sim.get(Kind::Service, "shop", "frontend").unwrap()["spec"]["clusterIP"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        services
+            .lines()
+            .any(|l| l.contains("frontend") && l.contains(&frontend_ip)),
+        "{services}"
+    );
     let all = kubectl.run(&["get", "all", "-n", "payments"]).await;
-    assert!(all.contains("cronjob.batch/settlement") && all.contains("statefulset.apps/ledger-db"), "{all}");
+    assert!(
+        all.contains("cronjob.batch/settlement") && all.contains("statefulset.apps/ledger-db"),
+        "{all}"
+    );
 
-    let describe = kubectl.run(&["describe", "pod", "-n", "shop", "db-0"]).await;
+    let describe = kubectl
+        .run(&["describe", "pod", "-n", "shop", "db-0"])
+        .await;
     let db = sim.get(Kind::Pod, "shop", "db-0").unwrap();
-    for want in ["Name:", "db-0", "Running", "Controlled By:  StatefulSet/db", db["status"]["podIP"].as_str().unwrap()] {
+    for want in [
+        "Name:",
+        "db-0",
+        "Running",
+        "Controlled By:  StatefulSet/db",
+        db["status"]["podIP"].as_str().unwrap(),
+    ] {
         assert!(describe.contains(want), "{want} in {describe}");
     }
 }
@@ -127,7 +174,10 @@ async fn kubectl_creates_applies_labels_annotates_scales_and_deletes() {
     let sim = common::start(2, 0).await;
     let kubectl = Kubectl::new(&sim);
     let replicas = |name: &str| {
-        sim.list(Kind::Pod, Some("default")).iter().filter(|p| p["metadata"]["labels"]["app"] == name).count()
+        sim.list(Kind::Pod, Some("default"))
+            .iter()
+            .filter(|p| p["metadata"]["labels"]["app"] == name)
+            .count()
     };
 
     let created = kubectl.write("created.yaml", &DEPLOYMENT.replace("NAME", "created"));
@@ -138,28 +188,79 @@ async fn kubectl_creates_applies_labels_annotates_scales_and_deletes() {
     assert!(!ok && err.contains("AlreadyExists"), "{err}");
 
     let applied = kubectl.write("applied.yaml", &DEPLOYMENT.replace("NAME", "applied"));
-    assert_eq!(kubectl.run(&["apply", "-f", &applied]).await.trim(), "deployment.apps/applied created");
+    assert_eq!(
+        kubectl.run(&["apply", "-f", &applied]).await.trim(),
+        "deployment.apps/applied created"
+    );
     let deploy = sim.get(Kind::Deployment, "default", "applied").unwrap();
-    assert!(deploy["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"].is_string());
-    assert_eq!(kubectl.run(&["apply", "-f", &applied]).await.trim(), "deployment.apps/applied unchanged");
-    let rescaled = kubectl.write("rescaled.yaml", &DEPLOYMENT.replace("NAME", "applied").replace("replicas: 2", "replicas: 3"));
-    assert_eq!(kubectl.run(&["apply", "-f", &rescaled]).await.trim(), "deployment.apps/applied configured");
+    assert!(
+        deploy["metadata"]["annotations"]["kubectl.kubernetes.io/last-applied-configuration"]
+            .is_string()
+    );
+    assert_eq!(
+        kubectl.run(&["apply", "-f", &applied]).await.trim(),
+        "deployment.apps/applied unchanged"
+    );
+    let rescaled = kubectl.write(
+        "rescaled.yaml",
+        &DEPLOYMENT
+            .replace("NAME", "applied")
+            .replace("replicas: 2", "replicas: 3"),
+    );
+    assert_eq!(
+        kubectl.run(&["apply", "-f", &rescaled]).await.trim(),
+        "deployment.apps/applied configured"
+    );
     assert_eq!(replicas("applied"), 3);
 
-    kubectl.run(&["label", "deployment", "created", "team=checkout"]).await;
-    assert_eq!(sim.get(Kind::Deployment, "default", "created").unwrap()["metadata"]["labels"]["team"], "checkout");
+    kubectl
+        .run(&["label", "deployment", "created", "team=checkout"])
+        .await;
+    assert_eq!(
+        sim.get(Kind::Deployment, "default", "created").unwrap()["metadata"]["labels"]["team"],
+        "checkout"
+    );
     let pod = name(&sim.list(Kind::Pod, Some("default"))[0]).to_string();
-    kubectl.run(&["label", "pod", &pod, "bulkhead.io/role=web", "--overwrite"]).await;
-    assert_eq!(sim.get(Kind::Pod, "default", &pod).unwrap()["metadata"]["labels"]["bulkhead.io/role"], "web");
-    kubectl.run(&["label", "pod", &pod, "bulkhead.io/role-"]).await;
-    assert!(sim.get(Kind::Pod, "default", &pod).unwrap()["metadata"]["labels"].get("bulkhead.io/role").is_none());
+    kubectl
+        .run(&["label", "pod", &pod, "bulkhead.io/role=web", "--overwrite"])
+        .await;
+    assert_eq!(
+        sim.get(Kind::Pod, "default", &pod).unwrap()["metadata"]["labels"]["bulkhead.io/role"],
+        "web"
+    );
+    kubectl
+        .run(&["label", "pod", &pod, "bulkhead.io/role-"])
+        .await;
+    assert!(
+        sim.get(Kind::Pod, "default", &pod).unwrap()["metadata"]["labels"]
+            .get("bulkhead.io/role")
+            .is_none()
+    );
 
-    kubectl.run(&["annotate", "deployment", "created", "bulkhead.io/policy=strict"]).await;
-    assert_eq!(sim.get(Kind::Deployment, "default", "created").unwrap()["metadata"]["annotations"]["bulkhead.io/policy"], "strict");
+    kubectl
+        .run(&[
+            "annotate",
+            "deployment",
+            "created",
+            "bulkhead.io/policy=strict",
+        ])
+        .await;
+    assert_eq!(
+        sim.get(Kind::Deployment, "default", "created").unwrap()["metadata"]["annotations"]["bulkhead.io/policy"],
+        "strict"
+    );
 
-    assert_eq!(kubectl.run(&["scale", "deployment/created", "--replicas=5"]).await.trim(), "deployment.apps/created scaled");
+    assert_eq!(
+        kubectl
+            .run(&["scale", "deployment/created", "--replicas=5"])
+            .await
+            .trim(),
+        "deployment.apps/created scaled"
+    );
     assert_eq!(replicas("created"), 5);
-    kubectl.run(&["scale", "deployment", "created", "--replicas=1"]).await;
+    kubectl
+        .run(&["scale", "deployment", "created", "--replicas=1"])
+        .await;
     assert_eq!(replicas("created"), 1);
 
     let out = kubectl.run(&["delete", "deployment", "created"]).await;
@@ -195,11 +296,23 @@ async fn the_kubesim_command_writes_a_kubeconfig_kubectl_can_use() {
     eventually("the kubeconfig", || kubeconfig.exists()).await;
 
     let kubectl = Kubectl::from_kubeconfig(&kubeconfig);
-    let pods = json(&kubectl.run(&["get", "pods", "-n", "shop", "-o", "json"]).await);
-    assert_eq!(pods["items"].as_array().unwrap().len(), 6, "frontend 3, backend 2, db 1");
+    let pods = json(
+        &kubectl
+            .run(&["get", "pods", "-n", "shop", "-o", "json"])
+            .await,
+    );
+    assert_eq!(
+        pods["items"].as_array().unwrap().len(),
+        6,
+        "frontend 3, backend 2, db 1"
+    );
     let nodes = json(&kubectl.run(&["get", "nodes", "-o", "json"]).await);
     assert_eq!(nodes["items"].as_array().unwrap().len(), 2);
 
     shutdown.cancel();
-    tokio::time::timeout(Duration::from_secs(5), running).await.unwrap().unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(5), running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
 }

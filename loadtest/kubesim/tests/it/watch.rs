@@ -30,7 +30,10 @@ impl Drop for AbortOnDrop {
 
 /// Runs a reflector over all pods (with the backoff any real watcher needs); returns its store,
 /// the log of watcher events and the task's guard.
-fn reflect(api: Api<Pod>, config: watcher::Config) -> (Store<Pod>, Arc<Mutex<Vec<&'static str>>>, AbortOnDrop) {
+fn reflect(
+    api: Api<Pod>,
+    config: watcher::Config,
+) -> (Store<Pod>, Arc<Mutex<Vec<&'static str>>>, AbortOnDrop) {
     let (reader, writer) = reflector::store();
     let log = Arc::new(Mutex::new(Vec::new()));
     let events = log.clone();
@@ -51,13 +54,23 @@ fn reflect(api: Api<Pod>, config: watcher::Config) -> (Store<Pod>, Arc<Mutex<Vec
 }
 
 fn keys_in_store(store: &Store<Pod>) -> BTreeSet<String> {
-    store.state().iter().map(|p| format!("{}/{}", p.namespace().unwrap(), p.name_any())).collect()
+    store
+        .state()
+        .iter()
+        .map(|p| format!("{}/{}", p.namespace().unwrap(), p.name_any()))
+        .collect()
 }
 
 fn keys_in_sim(sim: &Simulator) -> BTreeSet<String> {
     sim.list(Kind::Pod, None)
         .iter()
-        .map(|p| format!("{}/{}", p["metadata"]["namespace"].as_str().unwrap(), common::name(p)))
+        .map(|p| {
+            format!(
+                "{}/{}",
+                p["metadata"]["namespace"].as_str().unwrap(),
+                common::name(p)
+            )
+        })
         .collect()
 }
 
@@ -71,26 +84,50 @@ async fn reflector_lists_then_follows_adds_modifies_and_deletes() {
     let (client, _dir) = common::client(&sim).await;
     let (store, log, _reflector) = reflect(Api::all(client), watcher::Config::default());
     store.wait_until_ready().await.unwrap();
-    assert_eq!(store.len(), 6, "two node-agent pods and four deployment pods");
+    assert_eq!(
+        store.len(),
+        6,
+        "two node-agent pods and four deployment pods"
+    );
     assert_eq!(keys_in_store(&store), keys_in_sim(&sim));
 
-    sim.apply(pod("default", "solo", json!({ "team": "a" }))).unwrap();
+    sim.apply(pod("default", "solo", json!({ "team": "a" })))
+        .unwrap();
     let solo = || store.state().into_iter().find(|p| p.name_any() == "solo");
     eventually("the new pod", || solo().is_some()).await;
     let ip = solo().unwrap().status.clone().unwrap().pod_ip.unwrap();
     assert!(ip.starts_with("10.244."), "{ip}");
 
-    sim.set_labels(Kind::Pod, "default", "solo", [("team".to_string(), "b".to_string())].into()).unwrap();
-    eventually("the relabelled pod", || solo().is_some_and(|p| p.labels()["team"] == "b")).await;
+    sim.set_labels(
+        Kind::Pod,
+        "default",
+        "solo",
+        [("team".to_string(), "b".to_string())].into(),
+    )
+    .unwrap();
+    eventually("the relabelled pod", || {
+        solo().is_some_and(|p| p.labels()["team"] == "b")
+    })
+    .await;
 
     sim.delete(Kind::Pod, "default", "solo").unwrap();
     eventually("the deletion", || solo().is_none()).await;
     assert_eq!(keys_in_store(&store), keys_in_sim(&sim));
     assert_eq!((count(&log, "init"), count(&log, "init-done")), (1, 1));
-    assert_eq!((count(&log, "apply"), count(&log, "delete"), count(&log, "error")), (2, 1, 0));
+    assert_eq!(
+        (
+            count(&log, "apply"),
+            count(&log, "delete"),
+            count(&log, "error")
+        ),
+        (2, 1, 0)
+    );
 }
 
-async fn next<S: Stream<Item = kube::Result<WatchEvent<Pod>>> + Unpin>(stream: &mut S, skip_bookmarks: bool) -> WatchEvent<Pod> {
+async fn next<S: Stream<Item = kube::Result<WatchEvent<Pod>>> + Unpin>(
+    stream: &mut S,
+    skip_bookmarks: bool,
+) -> WatchEvent<Pod> {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await
@@ -106,7 +143,9 @@ async fn next<S: Stream<Item = kube::Result<WatchEvent<Pod>>> + Unpin>(stream: &
 fn describe(event: &WatchEvent<Pod>) -> String {
     match event {
         WatchEvent::Added(p) => format!("ADDED {} {:?}", p.name_any(), p.labels().get("team")),
-        WatchEvent::Modified(p) => format!("MODIFIED {} {:?}", p.name_any(), p.labels().get("team")),
+        WatchEvent::Modified(p) => {
+            format!("MODIFIED {} {:?}", p.name_any(), p.labels().get("team"))
+        }
         WatchEvent::Deleted(p) => format!("DELETED {} {:?}", p.name_any(), p.labels().get("team")),
         WatchEvent::Bookmark(b) => format!("BOOKMARK {}", b.metadata.resource_version),
         WatchEvent::Error(e) => format!("ERROR {} {}", e.code, e.reason),
@@ -118,54 +157,123 @@ async fn watch_replays_from_a_version_turns_selector_moves_into_adds_and_deletes
     let sim = common::start(1, 0).await;
     let (client, _dir) = common::client(&sim).await;
     let api: Api<Pod> = Api::namespaced(client, "default");
-    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
 
     // the changes happen before the watches start: they are replayed from `rv`
-    sim.apply(pod("default", "p", json!({ "team": "a" }))).unwrap();
-    sim.set_labels(Kind::Pod, "default", "p", [("team".to_string(), "b".to_string())].into()).unwrap();
+    sim.apply(pod("default", "p", json!({ "team": "a" })))
+        .unwrap();
+    sim.set_labels(
+        Kind::Pod,
+        "default",
+        "p",
+        [("team".to_string(), "b".to_string())].into(),
+    )
+    .unwrap();
     sim.delete(Kind::Pod, "default", "p").unwrap();
     let deleted_at = sim.resource_version();
 
-    let mut all = api.watch(&WatchParams::default(), &rv).await.unwrap().boxed();
-    let mut team_a = api.watch(&WatchParams::default().labels("team=a"), &rv).await.unwrap().boxed();
+    let mut all = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let mut team_a = api
+        .watch(&WatchParams::default().labels("team=a"), &rv)
+        .await
+        .unwrap()
+        .boxed();
     let mut seen = Vec::new();
     for _ in 0..3 {
         seen.push(describe(&next(&mut all, true).await));
     }
-    assert_eq!(seen, [r#"ADDED p Some("a")"#, r#"MODIFIED p Some("b")"#, r#"DELETED p Some("b")"#]);
-    let seen = [describe(&next(&mut team_a, true).await), describe(&next(&mut team_a, true).await)];
-    assert_eq!(seen, [r#"ADDED p Some("a")"#, r#"DELETED p Some("b")"#], "leaving the selection is a deletion");
+    assert_eq!(
+        seen,
+        [
+            r#"ADDED p Some("a")"#,
+            r#"MODIFIED p Some("b")"#,
+            r#"DELETED p Some("b")"#
+        ]
+    );
+    let seen = [
+        describe(&next(&mut team_a, true).await),
+        describe(&next(&mut team_a, true).await),
+    ];
+    assert_eq!(
+        seen,
+        [r#"ADDED p Some("a")"#, r#"DELETED p Some("b")"#],
+        "leaving the selection is a deletion"
+    );
 
-    let WatchEvent::Bookmark(bookmark) = next(&mut all, false).await else { panic!("a bookmark") };
+    let WatchEvent::Bookmark(bookmark) = next(&mut all, false).await else {
+        panic!("a bookmark")
+    };
     assert!(bookmark.metadata.resource_version.parse::<u64>().unwrap() >= deleted_at);
 
     // and live: a change after the watch started
-    sim.apply(pod("default", "q", json!({ "team": "a" }))).unwrap();
-    assert_eq!(describe(&next(&mut all, true).await), r#"ADDED q Some("a")"#);
-    assert_eq!(describe(&next(&mut team_a, true).await), r#"ADDED q Some("a")"#);
+    sim.apply(pod("default", "q", json!({ "team": "a" })))
+        .unwrap();
+    assert_eq!(
+        describe(&next(&mut all, true).await),
+        r#"ADDED q Some("a")"#
+    );
+    assert_eq!(
+        describe(&next(&mut team_a, true).await),
+        r#"ADDED q Some("a")"#
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_versions_get_410_and_the_watcher_relists_to_the_right_state() {
-    let sim = common::start_with(SimConfig { nodes: 2, pods_per_node: 2, history: 8, ..common::config() }).await;
+    let sim = common::start_with(SimConfig {
+        nodes: 2,
+        pods_per_node: 2,
+        history: 8,
+        ..common::config()
+    })
+    .await;
     let (client, _dir) = common::client(&sim).await;
     let api: Api<Pod> = Api::all(client);
 
     // a watch from further back than the retained history
-    let old = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let old = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
     for i in 0..10 {
-        sim.apply(pod("default", &format!("churn-{i}"), json!({}))).unwrap();
+        sim.apply(pod("default", &format!("churn-{i}"), json!({})))
+            .unwrap();
     }
-    let mut stream = api.watch(&WatchParams::default(), &old).await.unwrap().boxed();
-    assert_eq!(describe(&next(&mut stream, true).await), "ERROR 410 Expired");
+    let mut stream = api
+        .watch(&WatchParams::default(), &old)
+        .await
+        .unwrap()
+        .boxed();
+    assert_eq!(
+        describe(&next(&mut stream, true).await),
+        "ERROR 410 Expired"
+    );
 
     // a continued list after a compaction
     let page = api.list(&ListParams::default().limit(3)).await.unwrap();
     assert_eq!(page.items.len(), 3);
     sim.expire_history();
     let token = page.metadata.continue_.unwrap();
-    match api.list(&ListParams::default().limit(3).continue_token(&token)).await {
-        Err(kube::Error::Api(status)) => assert_eq!((status.code, status.reason.as_str()), (410, "Expired")),
+    match api
+        .list(&ListParams::default().limit(3).continue_token(&token))
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (410, "Expired"))
+        }
         other => panic!("expected 410, got {other:?}"),
     }
 
@@ -176,10 +284,16 @@ async fn expired_versions_get_410_and_the_watcher_relists_to_the_right_state() {
     sim.delete(Kind::Pod, "default", "churn-0").unwrap();
     sim.apply(pod("default", "after", json!({}))).unwrap();
     eventually("a second initial list", || count(&log, "init-done") >= 2).await;
-    eventually("the reflector to converge", || keys_in_store(&store) == keys_in_sim(&sim)).await;
+    eventually("the reflector to converge", || {
+        keys_in_store(&store) == keys_in_sim(&sim)
+    })
+    .await;
     assert!(keys_in_store(&store).contains("default/after"));
     assert!(!keys_in_store(&store).contains("default/churn-0"));
-    assert!(count(&log, "error") >= 1, "the 410 surfaces as a watcher error");
+    assert!(
+        count(&log, "error") >= 1,
+        "the 410 surfaces as a watcher error"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,36 +307,66 @@ async fn lists_paginate_and_select_by_label_and_field() {
     let mut names: Vec<String> = first.items.iter().map(|p| p.name_any()).collect();
     let mut token = first.metadata.continue_;
     while let Some(t) = token {
-        let page = api.list(&ListParams::default().limit(5).continue_token(&t)).await.unwrap();
-        assert_eq!(page.metadata.resource_version.unwrap(), list_rv, "pages share the list's version");
+        let page = api
+            .list(&ListParams::default().limit(5).continue_token(&t))
+            .await
+            .unwrap();
+        assert_eq!(
+            page.metadata.resource_version.unwrap(),
+            list_rv,
+            "pages share the list's version"
+        );
         names.extend(page.items.iter().map(|p| p.name_any()));
         token = page.metadata.continue_;
     }
     assert_eq!(names.len(), 12);
     assert_eq!(names.iter().collect::<BTreeSet<_>>().len(), 12);
 
-    let agents = api.list(&ListParams::default().labels("app=node-agent")).await.unwrap();
+    let agents = api
+        .list(&ListParams::default().labels("app=node-agent"))
+        .await
+        .unwrap();
     assert_eq!(agents.items.len(), 3);
-    let on_node = api.list(&ListParams::default().fields("spec.nodeName=node-001")).await.unwrap();
+    let on_node = api
+        .list(&ListParams::default().fields("spec.nodeName=node-001"))
+        .await
+        .unwrap();
     assert_eq!(on_node.items.len(), 4);
-    assert!(on_node.items.iter().all(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some("node-001")));
+    assert!(
+        on_node
+            .items
+            .iter()
+            .all(|p| p.spec.as_ref().unwrap().node_name.as_deref() == Some("node-001"))
+    );
     let one = &on_node.items[0].name_any();
-    let by_name = api.list(&ListParams::default().fields(&format!("metadata.name={one}"))).await.unwrap();
+    let by_name = api
+        .list(&ListParams::default().fields(&format!("metadata.name={one}")))
+        .await
+        .unwrap();
     assert_eq!(by_name.items.len(), 1);
-    let not_agents = api.list(&ListParams::default().labels("app notin (node-agent),tier")).await.unwrap();
+    let not_agents = api
+        .list(&ListParams::default().labels("app notin (node-agent),tier"))
+        .await
+        .unwrap();
     assert_eq!(not_agents.items.len(), 9);
 
     let in_ns: Api<Pod> = Api::namespaced(client, "team-000");
     let web = in_ns.list(&ListParams::default()).await.unwrap().items;
     assert_eq!(web.len(), 9);
-    assert_eq!(in_ns.get(&web[0].name_any()).await.unwrap().uid(), web[0].uid());
+    assert_eq!(
+        in_ns.get(&web[0].name_any()).await.unwrap().uid(),
+        web[0].uid()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_lists_end_their_initial_events_with_a_bookmark() {
     let sim = common::start(2, 5).await;
     let (client, _dir) = common::client(&sim).await;
-    let (store, log, _reflector) = reflect(Api::all(client), watcher::Config::default().streaming_lists());
+    let (store, log, _reflector) = reflect(
+        Api::all(client),
+        watcher::Config::default().streaming_lists(),
+    );
     store.wait_until_ready().await.unwrap();
     assert_eq!(keys_in_store(&store), keys_in_sim(&sim));
     assert_eq!(count(&log, "init-apply"), 10);

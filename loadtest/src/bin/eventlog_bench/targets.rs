@@ -24,13 +24,17 @@ pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct BulkheadLog {
     bus: TypedBus,
     subject: Subject,
+    attempt_timeout: Duration,
 }
 
 impl BulkheadLog {
-    pub async fn connect(nats_url: &str) -> anyhow::Result<Self> {
+    /// `attempt_timeout` replaces [`ATTEMPT_TIMEOUT`] where the time to notice a lost attempt
+    /// would hide what is measured.
+    pub async fn connect(nats_url: &str, attempt_timeout: Duration) -> anyhow::Result<Self> {
         Ok(BulkheadLog {
             bus: connect_bus(nats_url, "eventlog-bench").await?,
             subject: Subject::eventlog_append(),
+            attempt_timeout,
         })
     }
 }
@@ -69,7 +73,7 @@ impl AppendTarget for BulkheadLog {
         };
         let reply = self
             .bus
-            .request::<AppendRequest, AppendReply>(&self.subject, &request, ATTEMPT_TIMEOUT)
+            .request::<AppendRequest, AppendReply>(&self.subject, &request, self.attempt_timeout)
             .await;
         match reply {
             Ok(decoded) => match decoded.message {

@@ -1,0 +1,344 @@
+//! `bulkhead cluster ...` and the inventory lists (`workloads`, `container-workloads`,
+//! `kubernetes-workloads`, `virtual-services`, `namespaces`), over the REST API.
+
+use std::process::ExitCode;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::cli::Output;
+use crate::client::{Client, print, text};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum InventoryCommand {
+    /// Container clusters: pair one (create), list, show, change, unpair (delete).
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+    /// Workloads: the nodes of the container clusters.
+    Workloads(ListArgs),
+    /// Container workloads: pods on the pod network.
+    ContainerWorkloads(ListArgs),
+    /// Kubernetes workloads: Deployments, StatefulSets, DaemonSets, Jobs... and bare pods.
+    KubernetesWorkloads(ListArgs),
+    /// Virtual services: Kubernetes services and the backends behind them.
+    VirtualServices(ListArgs),
+    /// The namespaces of one container cluster.
+    Namespaces(NamespacesArgs),
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ClusterCommand {
+    /// Pair a new cluster: prints its id and token (shown this once) for clusterlink.
+    Create {
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+    },
+    /// List the clusters, with their clusterlink's state.
+    List {
+        /// Only names containing this.
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        page: PageArgs,
+    },
+    /// Show one cluster, with its errors (e.g. duplicate machine ids).
+    Get { id: String },
+    /// Rename a cluster or change its description.
+    Update {
+        id: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// Unpair a cluster: forgets it and everything observed in it; its token stops working.
+    Delete { id: String },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PageArgs {
+    /// At most this many entries (1 to 1000).
+    #[arg(long, default_value_t = 500)]
+    max_results: u32,
+    /// Skip this many entries first.
+    #[arg(long, default_value_t = 0)]
+    offset: u32,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Only in this cluster (id).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Only in this namespace.
+    #[arg(long)]
+    namespace: Option<String>,
+    /// Only on this node (name).
+    #[arg(long)]
+    node: Option<String>,
+    /// Only names containing this (case-insensitive).
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    page: PageArgs,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct NamespacesArgs {
+    /// The cluster (id).
+    #[arg(long)]
+    cluster: String,
+    /// Only names containing this.
+    #[arg(long)]
+    name: Option<String>,
+    #[command(flatten)]
+    page: PageArgs,
+}
+
+const CLUSTER_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "cluster_id"),
+    ("NAME", "name"),
+    ("ONLINE", "online"),
+    ("SYNC", "sync_state"),
+    ("MODE", "cluster_mode"),
+    ("CLUSTERLINK", "clusterlink_version"),
+    ("KUBERNETES", "kubernetes_version"),
+    ("NODES", "nodes"),
+    ("PODS", "pods"),
+    ("ERRORS", "errors"),
+];
+
+pub async fn run(
+    client: &Client,
+    output: Output,
+    command: InventoryCommand,
+) -> anyhow::Result<ExitCode> {
+    let (path, args, columns): (&str, &ListArgs, &[(&str, &str)]) = match &command {
+        InventoryCommand::Cluster(command) => return cluster(client, output, command).await,
+        InventoryCommand::Namespaces(args) => {
+            let path = format!("/orgs/1/container_clusters/{}/namespaces", args.cluster);
+            let query = with_query(&path, &[("name", args.name.clone())], &args.page);
+            let columns = [("NAME", "name"), ("CLUSTER", "cluster"), ("LABELS", "labels")];
+            list(client, output, &query, &columns).await?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        InventoryCommand::Workloads(args) => (
+            "/orgs/1/workloads",
+            args,
+            &[
+                ("NAME", "name"),
+                ("CLUSTER", "cluster"),
+                ("MACHINE ID", "machine_id"),
+                ("DUPLICATE", "duplicate_machine_id"),
+                ("ADDRESSES", "addresses"),
+                ("POD CIDRS", "pod_cidrs"),
+                ("ROLES", "roles"),
+            ],
+        ),
+        InventoryCommand::ContainerWorkloads(args) => (
+            "/orgs/1/container_workloads",
+            args,
+            &[
+                ("NAMESPACE", "namespace"),
+                ("NAME", "name"),
+                ("CLUSTER", "cluster"),
+                ("NODE", "node_name"),
+                ("IPS", "ips"),
+                ("PHASE", "phase"),
+            ],
+        ),
+        InventoryCommand::KubernetesWorkloads(args) => (
+            "/orgs/1/kubernetes_workloads",
+            args,
+            &[
+                ("NAMESPACE", "namespace"),
+                ("KIND", "kind"),
+                ("NAME", "name"),
+                ("CLUSTER", "cluster"),
+                ("PODS", "pods"),
+                ("IPS", "ips"),
+            ],
+        ),
+        InventoryCommand::VirtualServices(args) => (
+            "/orgs/1/virtual_services",
+            args,
+            &[
+                ("NAMESPACE", "namespace"),
+                ("NAME", "name"),
+                ("CLUSTER", "cluster"),
+                ("TYPE", "service_type"),
+                ("CLUSTER IPS", "cluster_ips"),
+                ("BACKENDS", "backends"),
+            ],
+        ),
+    };
+    let filters = [
+        ("container_cluster", args.cluster.clone()),
+        ("namespace", args.namespace.clone()),
+        ("node", args.node.clone()),
+        ("name", args.name.clone()),
+    ];
+    list(client, output, &with_query(path, &filters, &args.page), columns).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn cluster(client: &Client, output: Output, command: &ClusterCommand) -> anyhow::Result<ExitCode> {
+    let one = |id: &str| format!("/orgs/1/container_clusters/{id}");
+    match command {
+        ClusterCommand::Create { name, description } => {
+            let body = json!({ "name": name, "description": description });
+            let created = client
+                .call(Method::POST, "/orgs/1/container_clusters", Some(&body))
+                .await?;
+            print(output, &created, std::slice::from_ref(&created), CLUSTER_COLUMNS)?;
+            if output == Output::Table {
+                println!("cluster id:    {}", text(&created["cluster_id"]));
+                println!(
+                    "cluster token: {}   (shown this once: give it to clusterlink now)",
+                    text(&created["container_cluster_token"])
+                );
+            }
+        }
+        ClusterCommand::List { name, page } => {
+            let query = with_query("/orgs/1/container_clusters", &[("name", name.clone())], page);
+            list(client, output, &query, CLUSTER_COLUMNS).await?;
+        }
+        ClusterCommand::Get { id } => show(client, output, &one(id)).await?,
+        ClusterCommand::Update {
+            id,
+            name,
+            description,
+        } => {
+            let body = json!({ "name": name, "description": description });
+            client.call(Method::PUT, &one(id), Some(&body)).await?;
+            show(client, output, &one(id)).await?;
+        }
+        ClusterCommand::Delete { id } => {
+            client.call(Method::DELETE, &one(id), None).await?;
+            if output == Output::Table {
+                println!("deleted container cluster {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn show(client: &Client, output: Output, path: &str) -> anyhow::Result<()> {
+    let cluster = client.call(Method::GET, path, None).await?;
+    print(output, &cluster, std::slice::from_ref(&cluster), CLUSTER_COLUMNS)?;
+    if output == Output::Table {
+        for error in cluster["errors"].as_array().into_iter().flatten() {
+            println!(
+                "error: {} {} on nodes {}",
+                text(&error["error_type"]),
+                text(&error["machine_id"]),
+                joined(&error["nodes"])
+            );
+        }
+    }
+    Ok(())
+}
+
+async fn list(
+    client: &Client,
+    output: Output,
+    path_and_query: &str,
+    columns: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let answer = client.call(Method::GET, path_and_query, None).await?;
+    let rows: Vec<Value> = answer
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(table_row)
+        .collect();
+    print(output, &answer, &rows, columns)
+}
+
+/// A resource as one table row: its cluster by name, lists joined, nested lists counted.
+fn table_row(resource: &Value) -> Value {
+    let mut row = resource.clone();
+    if let Some(object) = row.as_object_mut() {
+        for value in object.values_mut() {
+            if let Some(items) = value.as_array() {
+                *value = if items.iter().all(|i| !i.is_object() && !i.is_array()) {
+                    joined(value).into()
+                } else {
+                    items.len().into()
+                };
+            } else if value.is_object() && value.get("href").is_none() {
+                *value = joined_map(value).into();
+            }
+        }
+        object.insert("cluster".into(), resource["container_cluster"]["name"].clone());
+    }
+    row
+}
+
+fn joined(list: &Value) -> String {
+    list.as_array()
+        .into_iter()
+        .flatten()
+        .map(text)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn joined_map(map: &Value) -> String {
+    map.as_object()
+        .into_iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={}", text(v)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// `path?query`, with the given filters (those set) and the page, URL-encoded.
+fn with_query(path: &str, filters: &[(&str, Option<String>)], page: &PageArgs) -> String {
+    let mut url = reqwest::Url::parse("http://bulkhead.invalid/").expect("a valid base URL");
+    {
+        let mut query = url.query_pairs_mut();
+        for (key, value) in filters {
+            if let Some(value) = value {
+                query.append_pair(key, value);
+            }
+        }
+        query.append_pair("max_results", &page.max_results.to_string());
+        query.append_pair("offset", &page.offset.to_string());
+    }
+    format!("{path}?{}", url.query().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_encoded_and_skip_unset_filters() {
+        let page = PageArgs {
+            max_results: 10,
+            offset: 20,
+        };
+        assert_eq!(
+            with_query("/x", &[("name", Some("a b&c".into())), ("node", None)], &page),
+            "/x?name=a+b%26c&max_results=10&offset=20"
+        );
+    }
+
+    #[test]
+    fn rows_show_cluster_names_and_flat_lists() {
+        let resource = json!({
+            "name": "web",
+            "ips": ["10.0.0.1", "10.0.0.2"],
+            "backends": [{"ready": true}],
+            "labels": {"app": "web"},
+            "container_cluster": {"href": "/orgs/1/container_clusters/c", "name": "prod"},
+        });
+        let row = table_row(&resource);
+        assert_eq!(row["cluster"], "prod");
+        assert_eq!(row["ips"], "10.0.0.1, 10.0.0.2");
+        assert_eq!(row["backends"], 1);
+        assert_eq!(row["labels"], "app=web");
+    }
+}
