@@ -118,7 +118,6 @@ pub async fn run_cell<T: AppendTarget>(
         clients.spawn(client_run.run());
     }
 
-    let mut latency = new_histogram()?;
     let mut result = CellResult {
         cell,
         throughput: 0.0,
@@ -132,7 +131,7 @@ pub async fn run_cell<T: AppendTarget>(
     // Dropping the set on an early return aborts the other clients.
     while let Some(joined) = clients.join_next().await {
         let log = joined.context("a client task panicked")??;
-        latency.add(&log.latency)?;
+        result.latency.add(&log.latency)?;
         result.retries += log.retries;
         result.failed += log.failed;
         result.last_failure = log.last_failure.or(result.last_failure);
@@ -151,7 +150,6 @@ pub async fn run_cell<T: AppendTarget>(
         .filter(|a| a.acked >= window_opens && a.acked <= window_closes)
         .count();
     result.throughput = in_window as f64 / (window_closes - window_opens).as_secs_f64();
-    result.latency = latency;
     Ok(result)
 }
 

@@ -32,10 +32,6 @@ impl Process {
         })
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     /// SIGKILLs the process, as a crash would, and returns when the signal was sent (taken just
     /// before sending, so a gap measured from it is never too short).
     pub fn kill(mut self) -> Instant {
@@ -59,7 +55,7 @@ impl Process {
     }
 
     /// The last lines of the log, for error messages.
-    pub fn log_tail(&self) -> String {
+    fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(20)..].join("\n")

@@ -108,6 +108,7 @@ pub(crate) struct Params {
     allow_watch_bookmarks: Option<String>,
     timeout_seconds: Option<String>,
     send_initial_events: Option<String>,
+    dry_run: Option<String>,
 }
 
 fn flag(value: &Option<String>) -> bool {
@@ -121,8 +122,12 @@ impl Params {
     pub fn send_initial_events(&self) -> bool {
         flag(&self.send_initial_events)
     }
+    /// The watch's timeout; 0 or none means the server's default, as on the API server.
     pub fn timeout_seconds(&self) -> Option<u64> {
-        self.timeout_seconds.as_deref().and_then(|t| t.parse().ok())
+        self.timeout_seconds
+            .as_deref()
+            .and_then(|t| t.parse().ok())
+            .filter(|&t| t > 0)
     }
 }
 
@@ -279,7 +284,13 @@ async fn handle(inner: Arc<Inner>, group: &str, rest: &str, req: Request) -> Res
     };
     if req.method == Method::GET && target.name.is_none() && flag(&req.params.watch) {
         return match Filter::new(target.namespace.clone(), &req.params) {
-            Ok(filter) => watch::serve(inner, target.kind, filter, &req.params),
+            Ok(filter) => watch::serve(
+                inner,
+                target.kind,
+                filter,
+                &req.params,
+                table::wanted(&req.headers),
+            ),
             Err(e) => e.into_response(),
         };
     }
@@ -291,6 +302,12 @@ async fn handle(inner: Arc<Inner>, group: &str, rest: &str, req: Request) -> Res
 
 fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, Error> {
     let (kind, key) = (target.kind, target.key());
+    // writes are not undoable here: refuse a dry run rather than make it real
+    if req.method != Method::GET && req.params.dry_run.is_some() {
+        return Err(Error::BadRequest(
+            "the simulator does not support dryRun".into(),
+        ));
+    }
     match (&req.method, target.name.is_some(), target.scale) {
         (&Method::GET, false, _) => list(inner, target, req),
         (&Method::POST, false, _) => {

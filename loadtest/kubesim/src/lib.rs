@@ -23,9 +23,8 @@
 //! settled when a request returns. Addresses (node pod CIDRs `10.244.N.0/24`, node IPs
 //! `172.18.x.y`, service IPs `10.96.x.y`) are data only: nothing ever connects to them.
 //!
-//! Not simulated: authentication (any token is accepted), server-side apply, protobuf, Tables
-//! in watches (`kubectl get -w`), finalizers and graceful deletion, status subresources, pod
-//! lifecycle beyond Running.
+//! Not simulated: authentication (any token is accepted), server-side apply, protobuf,
+//! finalizers and graceful deletion, status subresources, pod lifecycle beyond Running.
 
 mod api;
 mod cli;

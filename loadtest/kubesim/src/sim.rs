@@ -126,7 +126,13 @@ impl Simulator {
             inner: inner.clone(),
         };
         sim.seed_system()?;
-        sim.seed_cluster(config.nodes, config.pods_per_node)?;
+        // seconds of work for a large cluster: off the async workers
+        let seeding = sim.clone();
+        tokio::task::spawn_blocking(move || {
+            seeding.seed_cluster(config.nodes, config.pods_per_node)
+        })
+        .await
+        .expect("seeding does not panic")?;
         let server = tokio::spawn(async move {
             let serve = axum::serve(listener, api::router(inner))
                 .with_graceful_shutdown(shutdown.cancelled_owned());

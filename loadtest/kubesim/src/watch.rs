@@ -5,7 +5,7 @@
 //! and writes them outside it. A slow client stalls its own task only: when it falls behind the
 //! retained history it gets `410 Expired`, as from the API server, and re-lists.
 
-use std::{convert::Infallible, sync::Arc, time::Duration};
+use std::{borrow::Cow, convert::Infallible, sync::Arc, time::Duration};
 
 use axum::{
     body::{Body, Bytes},
@@ -21,6 +21,7 @@ use crate::{
     kinds::Kind,
     sim::Inner,
     store::{Event, EventType, Obj},
+    table,
 };
 
 /// The API server's default watch timeout lies between 30 and 60 minutes.
@@ -28,7 +29,13 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// Events per chunk written: bounds the memory a burst (a seed of 22,000 pods) holds at once.
 const EVENTS_PER_CHUNK: usize = 500;
 
-pub(crate) fn serve(inner: Arc<Inner>, kind: Kind, filter: Filter, params: &Params) -> Response {
+pub(crate) fn serve(
+    inner: Arc<Inner>,
+    kind: Kind,
+    filter: Filter,
+    params: &Params,
+    table: bool,
+) -> Response {
     // `resourceVersion` unset or "0" (and a streaming list) start from the current state, sent
     // as ADDED events; any other version resumes after it
     let from = match params.resource_version.as_deref() {
@@ -37,7 +44,8 @@ pub(crate) fn serve(inner: Arc<Inner>, kind: Kind, filter: Filter, params: &Para
         Some(rv) => match rv.parse::<u64>() {
             Ok(rv) => Some(rv),
             Err(_) => {
-                return Error::BadRequest(format!("invalid resourceVersion {rv:?}")).into_response();
+                return Error::BadRequest(format!("invalid resourceVersion {rv:?}"))
+                    .into_response();
             }
         },
     };
@@ -45,6 +53,7 @@ pub(crate) fn serve(inner: Arc<Inner>, kind: Kind, filter: Filter, params: &Para
         inner,
         kind,
         filter,
+        table,
         bookmarks: params.bookmarks(),
         initial_events_end: params.send_initial_events() && params.bookmarks(),
         timeout: params
@@ -70,6 +79,8 @@ struct Watcher {
     inner: Arc<Inner>,
     kind: Kind,
     filter: Filter,
+    /// Objects as one-row Tables (`kubectl get -w`).
+    table: bool,
     bookmarks: bool,
     initial_events_end: bool,
     timeout: Duration,
@@ -95,7 +106,7 @@ impl Watcher {
                 for chunk in objects.chunks(EVENTS_PER_CHUNK) {
                     let mut out = Vec::new();
                     for obj in chunk {
-                        line(&mut out, EventType::Added.as_str(), &obj.raw);
+                        line(&mut out, EventType::Added.as_str(), &self.object(obj));
                     }
                     if tx.send(out.into()).await.is_err() {
                         return;
@@ -175,9 +186,18 @@ impl Watcher {
                 (EventType::Modified, true, false) => EventType::Deleted,
                 _ => continue,
             };
-            line(&mut out, kind.as_str(), &event.obj.raw);
+            line(&mut out, kind.as_str(), &self.object(&event.obj));
         }
         out
+    }
+
+    fn object<'a>(&self, obj: &'a Arc<Obj>) -> Cow<'a, [u8]> {
+        if self.table {
+            let table = table::render(self.kind, obj.rv, None, std::slice::from_ref(obj));
+            Cow::Owned(table.to_string().into_bytes())
+        } else {
+            Cow::Borrowed(&obj.raw)
+        }
     }
 
     fn bookmark(&self, rv: u64, initial_events_end: bool) -> Bytes {

@@ -132,6 +132,16 @@ async fn deployments_roll_out_replicasets_and_pods_with_owners_and_addresses() {
         replicas.contains(&(true, 0)) && replicas.contains(&(false, 4)),
         "{replicas:?}"
     );
+    // a write from a stale read is refused
+    match deployments
+        .replace("shop", &PostParams::default(), &created)
+        .await
+    {
+        Err(kube::Error::Api(status)) => {
+            assert_eq!((status.code, status.reason.as_str()), (409, "Conflict"))
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
     let new_pods = pods_of(&sim, "default", "shop");
     assert_eq!(new_pods.len(), 4);
     assert!(

@@ -25,6 +25,7 @@ struct Stack {
     http: reqwest::Client,
     bus: TypedBus,
     stop: CancellationToken,
+    inventory: Option<tokio::task::JoinHandle<Result<(), bulkhead_inventory::InventoryError>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,7 +45,7 @@ async fn start() -> Stack {
         Health::new("eventlog", "1"),
         stop.clone(),
     ));
-    tokio::spawn(bulkhead_inventory::run(
+    let inventory = tokio::spawn(bulkhead_inventory::run(
         bulkhead_inventory::InventoryConfig::embedded(dir.path().join("inventory")),
         bus.clone(),
         Health::new("inventory", "1"),
@@ -67,6 +68,7 @@ async fn start() -> Stack {
         http: reqwest::Client::new(),
         bus,
         stop,
+        inventory: Some(inventory),
         _dir: dir,
     }
 }
@@ -75,6 +77,15 @@ async fn start() -> Stack {
 type Answer = (u16, Option<u64>, Value);
 
 impl Stack {
+    /// Stops everything and waits for inventory (its checkpoint written) before the test's
+    /// runtime goes: sled must not be dropped while the runtime tears its tasks down.
+    async fn stop(mut self) {
+        self.stop.cancel();
+        let inventory = self.inventory.take().unwrap();
+        let stopped = tokio::time::timeout(WAIT, inventory).await;
+        stopped.expect("inventory stops").unwrap().unwrap();
+    }
+
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         let mut request = self
             .http
@@ -269,6 +280,7 @@ async fn container_clusters_are_created_listed_changed_and_deleted() {
     assert_eq!(stack.get(&path).await.0, 404);
     assert_eq!(stack.call(Method::DELETE, &path, None).await.0, 404);
     assert_eq!(stack.get("/container_clusters").await.1, Some(0));
+    stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -345,4 +357,5 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
         assert_eq!(got, status, "{path}: {body}");
         error_code(&body);
     }
+    stack.stop().await;
 }
