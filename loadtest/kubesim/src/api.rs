@@ -311,7 +311,7 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
     match (&req.method, target.name.is_some(), target.scale) {
         (&Method::GET, false, _) => list(inner, target, req),
         (&Method::POST, false, _) => {
-            let mut obj = body_json(&req.body)?;
+            let mut obj = body_object(&req.body)?;
             if kind.namespaced() {
                 let path_ns = target.namespace.as_deref().ok_or(Error::MethodNotAllowed)?;
                 match obj["metadata"]["namespace"].as_str() {
@@ -335,7 +335,7 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
             Ok(raw(StatusCode::OK, &obj))
         }
         (&Method::PUT, true, false) => {
-            let mut obj = body_json(&req.body)?;
+            let mut obj = body_object(&req.body)?;
             if obj["metadata"]["name"].as_str() != Some(key.1.as_str()) {
                 return Err(Error::BadRequest(
                     "the name of the object does not match the name on the URL".into(),
@@ -373,7 +373,7 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
             Ok(Json(scale_of(&inner.read(|c| c.get(kind, &key))?)).into_response())
         }
         (&Method::PUT | &Method::PATCH, true, true) => {
-            let replicas = inner.write(|c| {
+            let scaled = inner.write(|c| {
                 let mut scale = scale_of(&c.get(kind, &key)?);
                 if req.method == Method::PUT {
                     scale = body_json(&req.body)?;
@@ -385,7 +385,7 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
                     .ok_or_else(|| Error::Invalid("spec.replicas: Required value".into()))?;
                 c.scale(kind, &key, replicas)
             })?;
-            Ok(Json(scale_of(&replicas)).into_response())
+            Ok(Json(scale_of(&scaled)).into_response())
         }
         _ => Err(Error::MethodNotAllowed),
     }
@@ -394,6 +394,19 @@ fn dispatch(inner: &Inner, target: &Target, req: &Request) -> Result<Response, E
 fn body_json(body: &Bytes) -> Result<Value, Error> {
     serde_json::from_slice(body)
         .map_err(|e| Error::BadRequest(format!("the request body is not JSON: {e}")))
+}
+
+/// A POST or PUT body: an object, with object metadata (empty when absent).
+fn body_object(body: &Bytes) -> Result<Value, Error> {
+    let mut obj = body_json(body)?;
+    let map = obj
+        .as_object_mut()
+        .ok_or_else(|| Error::BadRequest("the body is not a JSON object".into()))?;
+    let meta = map.entry("metadata").or_insert_with(|| json!({}));
+    if !meta.is_object() {
+        return Err(Error::BadRequest("metadata must be an object".into()));
+    }
+    Ok(obj)
 }
 
 fn patch_type(headers: &HeaderMap) -> Result<PatchType, Error> {

@@ -155,10 +155,10 @@ impl Cluster {
             return Err(Error::Conflict { kind, name: key.1 });
         }
         for field in ["uid", "creationTimestamp", "generation"] {
-            obj["metadata"][field] = old.value["metadata"][field].clone();
+            carry_over(&mut obj["metadata"], &old.value["metadata"], field);
         }
         if kind.desc().has_status && (status == StatusFrom::Stored || obj.get("status").is_none()) {
-            obj["status"] = old.value["status"].clone();
+            carry_over(&mut obj, &old.value, "status");
         }
         self.admit(kind, &key, &mut obj, Some(&old))?;
         if obj.get("spec") != old.value.get("spec")
@@ -186,6 +186,7 @@ impl Cluster {
     ) -> Result<Arc<Obj>, Error> {
         let mut value = self.get(kind, key)?.value.clone();
         patch_type.apply(&mut value, patch)?;
+        check_shape(kind, &mut value)?;
         // a patch cannot move or rename what it patches
         value["metadata"]["name"] = json!(key.1);
         if kind.namespaced() {
@@ -339,6 +340,9 @@ impl Cluster {
     ) -> Result<(), Error> {
         if kind.desc().scalable {
             default_at(obj, &["spec", "replicas"], || json!(1));
+        }
+        if matches!(kind.desc().role, Role::Deployment | Role::Pods(_)) {
+            check_template(kind, key, obj)?;
         }
         match kind {
             Kind::Namespace => {
@@ -555,6 +559,32 @@ impl Cluster {
     }
 }
 
+/// Copies `field` of `from` into `to`, or removes it from `to` when `from` has none.
+fn carry_over(to: &mut Value, from: &Value, field: &str) {
+    if let Some(to) = to.as_object_mut() {
+        match from.get(field) {
+            Some(value) => to.insert(field.to_string(), value.clone()),
+            None => to.remove(field),
+        };
+    }
+}
+
+/// A workload's pod template and selector must be objects: the controllers build on them.
+fn check_template(kind: Kind, key: &Key, obj: &Value) -> Result<(), Error> {
+    let spec = &obj["spec"];
+    let template_ok = spec["template"].is_object()
+        && spec["template"]["spec"].is_object()
+        && matches!(spec["template"]["metadata"], Value::Null | Value::Object(_));
+    if !template_ok || !matches!(spec["selector"], Value::Null | Value::Object(_)) {
+        return Err(Error::Invalid(format!(
+            "{} \"{}\" is invalid: spec.template and spec.selector must be objects, with spec.template.spec",
+            kind.name(),
+            key.1
+        )));
+    }
+    Ok(())
+}
+
 /// Checks the envelope of a written object and completes it: `apiVersion` and `kind` (filled in
 /// when absent), objects where objects belong, and a namespace only on namespaced kinds
 /// (`default` when the caller gave none).
@@ -618,4 +648,129 @@ pub(crate) fn check_shape(kind: Kind, obj: &mut Value) -> Result<(), Error> {
         meta.remove("namespace");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster() -> Cluster {
+        let mut c = Cluster::new(100);
+        c.create(
+            Kind::Namespace,
+            json!({ "metadata": { "name": "default" } }),
+        )
+        .unwrap();
+        c.settle();
+        c
+    }
+
+    fn key(name: &str) -> Key {
+        ("default".into(), name.into())
+    }
+
+    #[test]
+    fn malformed_objects_are_refused_not_panicked_on() {
+        let mut c = cluster();
+        let deployment = |template: Value| json!({ "metadata": { "name": "d" }, "spec": { "selector": {}, "template": template } });
+        for template in [
+            json!("x"),
+            json!({ "spec": 1 }),
+            json!({ "metadata": [], "spec": {} }),
+        ] {
+            assert!(matches!(
+                c.create(Kind::Deployment, deployment(template)),
+                Err(Error::Invalid(_))
+            ));
+        }
+        assert!(matches!(
+            c.create(Kind::Pod, json!({ "metadata": "x" })),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            c.create(Kind::Pod, json!({ "metadata": { "name": "p" } })),
+            Err(Error::Invalid(_))
+        ));
+        c.create(
+            Kind::Service,
+            json!({ "metadata": { "name": "s" }, "spec": { "ports": ["odd"] } }),
+        )
+        .unwrap();
+        let patch = json!({ "metadata": "x" });
+        assert!(
+            c.patch(Kind::Service, &key("s"), PatchType::Merge, &patch)
+                .is_err()
+        );
+        let patch = json!([{ "op": "replace", "path": "", "value": 1 }]);
+        assert!(
+            c.patch(Kind::Service, &key("s"), PatchType::Json, &patch)
+                .is_err()
+        );
+        let wrong = json!({ "apiVersion": "v1", "kind": "Pod", "metadata": { "name": "s" } });
+        assert!(matches!(
+            c.update(Kind::Service, wrong, StatusFrom::Stored),
+            Err(Error::BadRequest(_))
+        ));
+    }
+
+    #[test]
+    fn updates_keep_what_the_server_owns_and_check_versions() {
+        let mut c = cluster();
+        let created = c
+            .create(
+                Kind::Event,
+                json!({ "metadata": { "name": "e" }, "reason": "x" }),
+            )
+            .unwrap();
+        let mut changed = created.value.clone();
+        changed["reason"] = json!("y");
+        changed["metadata"]["uid"] = json!("forged");
+        let updated = c
+            .update(Kind::Event, changed.clone(), StatusFrom::Stored)
+            .unwrap();
+        assert_eq!(
+            updated.value["metadata"]["uid"],
+            created.value["metadata"]["uid"]
+        );
+        assert!(
+            updated.value.get("status").is_none()
+                && updated.value["metadata"].get("generation").is_none()
+        );
+        assert!(matches!(
+            c.update(Kind::Event, changed, StatusFrom::Stored),
+            Err(Error::Conflict { .. })
+        ));
+        let same = c
+            .update(Kind::Event, updated.value.clone(), StatusFrom::Stored)
+            .unwrap();
+        assert_eq!(same.rv, updated.rv, "a no-op update keeps the version");
+
+        let svc = c
+            .create(
+                Kind::Service,
+                json!({ "metadata": { "name": "s" }, "spec": { "ports": [{ "port": 80 }] } }),
+            )
+            .unwrap();
+        assert_eq!(
+            svc.value["spec"]["ports"][0],
+            json!({ "port": 80, "protocol": "TCP", "targetPort": 80 })
+        );
+        let mut replaced = svc.value.clone();
+        replaced["spec"]
+            .as_object_mut()
+            .unwrap()
+            .remove("clusterIP");
+        replaced["status"] = json!({ "forged": true });
+        let replaced = c
+            .update(Kind::Service, replaced, StatusFrom::Stored)
+            .unwrap();
+        assert_eq!(
+            replaced.value["spec"]["clusterIP"], svc.value["spec"]["clusterIP"],
+            "the cluster IP stays"
+        );
+        assert_eq!(
+            replaced.value["status"], svc.value["status"],
+            "status belongs to the server"
+        );
+    }
 }

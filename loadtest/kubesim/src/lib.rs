@@ -3,7 +3,8 @@
 //!
 //! ```text
 //!  kube-rs / kubectl ──HTTP──> api.rs ─────── discovery, list (selectors, pages), get, create,
-//!                                 │           replace, patch, delete, scale
+//!                                 │           replace, patch (patch.rs), delete, scale;
+//!                                 │           Tables (table.rs), OpenAPI stubs (openapi.rs)
 //!                                 │  watch.rs ── one task per watch: replay after a
 //!                                 │      ▲       resourceVersion, live events, bookmarks, 410
 //!                                 ▼      │ wake
@@ -23,8 +24,14 @@
 //! settled when a request returns. Addresses (node pod CIDRs `10.244.N.0/24`, node IPs
 //! `172.18.x.y`, service IPs `10.96.x.y`) are data only: nothing ever connects to them.
 //!
-//! Not simulated: authentication (any token is accepted), server-side apply, protobuf,
-//! finalizers and graceful deletion, status subresources, pod lifecycle beyond Running.
+//! Cost: 200 nodes × 110 pods seed in about 3 s (release build, two cores) and take about
+//! 30 KB of memory per pod, objects being `serde_json::Value` trees; run it as its own process
+//! (`bulkhead kubesim`) when measuring another component's memory.
+//!
+//! Not simulated: authentication (any token is accepted), server-side apply, dry runs,
+//! protobuf, aggregated discovery, metadata-only lists (full objects are sent), v1 Endpoints,
+//! finalizers and graceful deletion, status subresources, pod lifecycle beyond Running, and
+//! strategic merge of lists (they are replaced, see `patch.rs`).
 
 mod api;
 mod cli;

@@ -81,7 +81,7 @@ impl Inner {
 
 /// A handle on a running simulator's cluster; cheap to clone. Its methods change the cluster
 /// as API requests would (controllers included) and are seen by watchers at once. They take a
-/// lock for their duration: the seeding ones for up to a second or two.
+/// lock for their duration: the seeding ones for seconds on a large cluster.
 #[derive(Clone)]
 pub struct Simulator {
     pub(crate) inner: Arc<Inner>,

@@ -206,7 +206,10 @@ fn items(scope: OrgScope, items: InventoryItems) -> Vec<Value> {
     }
 }
 
-async fn command(state: &AppState, command: ClusterCommand) -> Result<ClusterCommandReply, HttpError> {
+async fn command(
+    state: &AppState,
+    command: ClusterCommand,
+) -> Result<ClusterCommandReply, HttpError> {
     match ask(state, &Subject::inventory_command(), &command).await? {
         ClusterCommandReply::Rejected { kind, reason } => Err(refused(kind, reason)),
         ClusterCommandReply::Unavailable { reason } => {
@@ -370,7 +373,12 @@ async fn list_workloads(
     Path(scope): Path<OrgScope>,
     Query(query): Query<ListQuery>,
 ) -> Result<Listing, HttpError> {
-    list(&state, scope, query.to_query(InventoryQueryKind::HostWorkloads)?).await
+    list(
+        &state,
+        scope,
+        query.to_query(InventoryQueryKind::HostWorkloads)?,
+    )
+    .await
 }
 
 /// Container workloads: pods on the pod network (host-network pods are their node's)
@@ -384,7 +392,12 @@ async fn list_container_workloads(
     Path(scope): Path<OrgScope>,
     Query(query): Query<ListQuery>,
 ) -> Result<Listing, HttpError> {
-    list(&state, scope, query.to_query(InventoryQueryKind::PodWorkloads)?).await
+    list(
+        &state,
+        scope,
+        query.to_query(InventoryQueryKind::PodWorkloads)?,
+    )
+    .await
 }
 
 /// Kubernetes workloads: Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and
@@ -399,7 +412,12 @@ async fn list_kubernetes_workloads(
     Path(scope): Path<OrgScope>,
     Query(query): Query<ListQuery>,
 ) -> Result<Listing, HttpError> {
-    list(&state, scope, query.to_query(InventoryQueryKind::KubeWorkloads)?).await
+    list(
+        &state,
+        scope,
+        query.to_query(InventoryQueryKind::KubeWorkloads)?,
+    )
+    .await
 }
 
 /// Virtual services: Kubernetes services, with backends resolved through their EndpointSlices
@@ -413,7 +431,12 @@ async fn list_virtual_services(
     Path(scope): Path<OrgScope>,
     Query(query): Query<ListQuery>,
 ) -> Result<Listing, HttpError> {
-    list(&state, scope, query.to_query(InventoryQueryKind::VirtualServices)?).await
+    list(
+        &state,
+        scope,
+        query.to_query(InventoryQueryKind::VirtualServices)?,
+    )
+    .await
 }
 
 #[cfg(test)]

@@ -57,6 +57,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Show the health of every service; exits 0 only when all are healthy.
     Health,
+    /// Serve a simulated Kubernetes API (for demos, tests and load tests).
+    Kubesim(bulkhead_kubesim::KubesimArgs),
     /// The event log: status, events, membership.
     #[command(subcommand)]
     Log(log::LogCommand),
@@ -73,6 +75,10 @@ impl Cli {
             Command::Up(args) => up::run(args).await,
             Command::Serve(args) => serve::run(args).await,
             Command::Health => Client::new(&self.remote)?.health(self.remote.output).await,
+            Command::Kubesim(args) => {
+                bulkhead_kubesim::run(args, bulkhead_runtime::shutdown::on_signal()).await?;
+                Ok(ExitCode::SUCCESS)
+            }
             Command::Log(command) => {
                 log::run(&Client::new(&self.remote)?, self.remote.output, command).await
             }

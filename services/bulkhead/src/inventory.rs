@@ -119,7 +119,11 @@ pub async fn run(
         InventoryCommand::Namespaces(args) => {
             let path = format!("/orgs/1/container_clusters/{}/namespaces", args.cluster);
             let query = with_query(&path, &[("name", args.name.clone())], &args.page);
-            let columns = [("NAME", "name"), ("CLUSTER", "cluster"), ("LABELS", "labels")];
+            let columns = [
+                ("NAME", "name"),
+                ("CLUSTER", "cluster"),
+                ("LABELS", "labels"),
+            ];
             list(client, output, &query, &columns).await?;
             return Ok(ExitCode::SUCCESS);
         }
@@ -179,11 +183,21 @@ pub async fn run(
         ("node", args.node.clone()),
         ("name", args.name.clone()),
     ];
-    list(client, output, &with_query(path, &filters, &args.page), columns).await?;
+    list(
+        client,
+        output,
+        &with_query(path, &filters, &args.page),
+        columns,
+    )
+    .await?;
     Ok(ExitCode::SUCCESS)
 }
 
-async fn cluster(client: &Client, output: Output, command: &ClusterCommand) -> anyhow::Result<ExitCode> {
+async fn cluster(
+    client: &Client,
+    output: Output,
+    command: &ClusterCommand,
+) -> anyhow::Result<ExitCode> {
     let one = |id: &str| format!("/orgs/1/container_clusters/{id}");
     match command {
         ClusterCommand::Create { name, description } => {
@@ -191,7 +205,12 @@ async fn cluster(client: &Client, output: Output, command: &ClusterCommand) -> a
             let created = client
                 .call(Method::POST, "/orgs/1/container_clusters", Some(&body))
                 .await?;
-            print(output, &created, std::slice::from_ref(&created), CLUSTER_COLUMNS)?;
+            print(
+                output,
+                &created,
+                std::slice::from_ref(&created),
+                CLUSTER_COLUMNS,
+            )?;
             if output == Output::Table {
                 println!("cluster id:    {}", text(&created["cluster_id"]));
                 println!(
@@ -201,7 +220,11 @@ async fn cluster(client: &Client, output: Output, command: &ClusterCommand) -> a
             }
         }
         ClusterCommand::List { name, page } => {
-            let query = with_query("/orgs/1/container_clusters", &[("name", name.clone())], page);
+            let query = with_query(
+                "/orgs/1/container_clusters",
+                &[("name", name.clone())],
+                page,
+            );
             list(client, output, &query, CLUSTER_COLUMNS).await?;
         }
         ClusterCommand::Get { id } => show(client, output, &one(id)).await?,
@@ -226,7 +249,12 @@ async fn cluster(client: &Client, output: Output, command: &ClusterCommand) -> a
 
 async fn show(client: &Client, output: Output, path: &str) -> anyhow::Result<()> {
     let cluster = client.call(Method::GET, path, None).await?;
-    print(output, &cluster, std::slice::from_ref(&cluster), CLUSTER_COLUMNS)?;
+    print(
+        output,
+        &cluster,
+        std::slice::from_ref(&cluster),
+        CLUSTER_COLUMNS,
+    )?;
     if output == Output::Table {
         for error in cluster["errors"].as_array().into_iter().flatten() {
             println!(
@@ -271,7 +299,10 @@ fn table_row(resource: &Value) -> Value {
                 *value = joined_map(value).into();
             }
         }
-        object.insert("cluster".into(), resource["container_cluster"]["name"].clone());
+        object.insert(
+            "cluster".into(),
+            resource["container_cluster"]["name"].clone(),
+        );
     }
     row
 }
@@ -321,7 +352,11 @@ mod tests {
             offset: 20,
         };
         assert_eq!(
-            with_query("/x", &[("name", Some("a b&c".into())), ("node", None)], &page),
+            with_query(
+                "/x",
+                &[("name", Some("a b&c".into())), ("node", None)],
+                &page
+            ),
             "/x?name=a+b%26c&max_results=10&offset=20"
         );
     }

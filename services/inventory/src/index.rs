@@ -97,7 +97,9 @@ pub(crate) enum Details {
     Service(Box<ServiceDetails>),
     EndpointSlice(Box<SliceDetails>),
     /// Controllers; their pod templates are the labeling service's business, not kept here.
-    Workload { replicas: Option<i32> },
+    Workload {
+        replicas: Option<i32>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -444,7 +446,11 @@ impl Index {
             | E::ObjectDeleted { cluster_id, .. } => cluster_id,
         };
         if stream != InventoryEvent::stream(cluster_id) {
-            tracing::warn!(stream, cluster_id, "inventory event on another cluster's stream; ignored");
+            tracing::warn!(
+                stream,
+                cluster_id,
+                "inventory event on another cluster's stream; ignored"
+            );
             return;
         }
         if let E::ClusterCreated {
@@ -536,9 +542,9 @@ impl Index {
     /// Whether a cluster of that name exists, other than `except`. Names compare
     /// case-insensitively, as people read them.
     pub fn name_taken(&self, name: &str, except: Option<&str>) -> bool {
-        self.clusters.iter().any(|(id, c)| {
-            Some(id.as_str()) != except && c.meta.name.eq_ignore_ascii_case(name)
-        })
+        self.clusters
+            .iter()
+            .any(|(id, c)| Some(id.as_str()) != except && c.meta.name.eq_ignore_ascii_case(name))
     }
 
     /// The cluster's name and description.
@@ -576,7 +582,12 @@ impl Index {
     }
 
     /// The resource version held for an object, if it is held.
-    pub fn resource_version(&self, cluster_id: &str, kind: ResourceKind, uid: &str) -> Option<&str> {
+    pub fn resource_version(
+        &self,
+        cluster_id: &str,
+        kind: ResourceKind,
+        uid: &str,
+    ) -> Option<&str> {
         self.cluster(cluster_id)?
             .object(kind, uid)
             .map(|o| &*o.resource_version)

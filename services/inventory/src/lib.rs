@@ -48,16 +48,13 @@ use bulkhead_runtime::bus::{BusError, TypedBus};
 use bulkhead_runtime::health::{HEARTBEAT_INTERVAL, Health};
 use bulkhead_runtime::projection::{self, CheckpointStore, ProjectionError, ProjectionOptions};
 use bulkhead_schema::Subject;
-use bulkhead_schema::messages::inventory::{
-    ClusterCommand, ClusterHeartbeat, ClusterReport, DigestRequest, InventoryQuery,
-};
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-pub use index::{AuthError, Index, token_sha256, validate_observation};
+pub use index::{AuthError, Index, token_sha256};
 pub use views::{Presence, Refusal};
 
-use service::{QUEUE_GROUP, Service, answer};
+use service::{QUEUE_GROUP, REQUESTS_IN_FLIGHT, Service};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -159,29 +156,40 @@ async fn serve(
     if !service.catch_up(stop).await {
         return Ok(());
     }
-    let commands = bus
-        .queue_subscribe::<ClusterCommand>(&Subject::inventory_command(), QUEUE_GROUP)
-        .await?;
-    let queries = bus
-        .queue_subscribe::<InventoryQuery>(&Subject::inventory_query(), QUEUE_GROUP)
-        .await?;
-    let reports = bus
-        .queue_subscribe::<ClusterReport>(&Subject::inventory_all_clusters("report"), QUEUE_GROUP)
-        .await?;
-    let digests = bus
-        .queue_subscribe::<DigestRequest>(&Subject::inventory_all_clusters("digest"), QUEUE_GROUP)
-        .await?;
-    let heartbeats = bus
-        .subscribe::<ClusterHeartbeat>(&Subject::inventory_all_clusters("cluster_heartbeat"))
+    let raw = bus.raw();
+    let shared = async |subject: Subject| raw.queue_subscribe(&subject, QUEUE_GROUP).await;
+    let commands = shared(Subject::inventory_command()).await?;
+    let queries = shared(Subject::inventory_query()).await?;
+    let reports = shared(Subject::inventory_all_clusters("report")).await?;
+    let digests = shared(Subject::inventory_all_clusters("digest")).await?;
+    let heartbeats = raw
+        .subscribe(&Subject::inventory_all_clusters("cluster_heartbeat"))
         .await?;
     health.ready();
     tracing::info!("inventory serving");
     tokio::join!(
-        answer(service, commands, stop, Service::command),
-        answer(service, queries, stop, Service::query),
-        answer(service, reports, stop, Service::report),
-        answer(service, digests, stop, Service::digest),
-        answer(service, heartbeats, stop, Service::heartbeat),
+        bus.answer_enveloped_requests(commands, REQUESTS_IN_FLIGHT, stop, |r| Service::command(
+            service.clone(),
+            r
+        )),
+        bus.answer_enveloped_requests(queries, REQUESTS_IN_FLIGHT, stop, |r| Service::query(
+            service.clone(),
+            r
+        )),
+        bus.answer_enveloped_requests(reports, REQUESTS_IN_FLIGHT, stop, |r| Service::report(
+            service.clone(),
+            r
+        )),
+        bus.answer_enveloped_requests(digests, REQUESTS_IN_FLIGHT, stop, |r| Service::digest(
+            service.clone(),
+            r
+        )),
+        bus.answer_enveloped_requests(
+            heartbeats,
+            REQUESTS_IN_FLIGHT,
+            stop,
+            |r| Service::heartbeat(service.clone(), r)
+        ),
         health
             .clone()
             .publish_heartbeats(bus.clone(), HEARTBEAT_INTERVAL, stop.clone()),

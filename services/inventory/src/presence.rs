@@ -33,13 +33,11 @@ impl Presences {
     }
 
     fn seen(&mut self, cluster_id: &str) -> &mut Seen {
-        self.clusters
-            .entry(cluster_id.to_owned())
-            .or_insert(Seen {
-                heartbeat_at: None,
-                connection_logged: false,
-                last_report_committed: true,
-            })
+        self.clusters.entry(cluster_id.to_owned()).or_insert(Seen {
+            heartbeat_at: None,
+            connection_logged: false,
+            last_report_committed: true,
+        })
     }
 
     fn online(&self, seen: &Seen, now: Instant) -> bool {
@@ -128,7 +126,10 @@ mod tests {
         );
         let later = t0 + 2 * PERIOD + Duration::from_secs(1);
         assert!(!presences.presence("c1", later).online);
-        assert_eq!(presences.presence("c1", later).sync_state, SyncState::OutOfSync);
+        assert_eq!(
+            presences.presence("c1", later).sync_state,
+            SyncState::OutOfSync
+        );
         assert!(presences.heartbeat("c1", later), "back online is logged");
     }
 

@@ -221,30 +221,62 @@ mod tests {
         let report = [applied("p1", "6"), deleted("p1"), applied("p2", "1")];
         let encoded = encode(C1, &report, &AppendLimits::default()).unwrap();
         let events = decoded(&changes(&index, C1, &encoded.pending));
-        assert_eq!(events.len(), 3, "a new version, a known deletion, a new object");
+        assert_eq!(
+            events.len(),
+            3,
+            "a new version, a known deletion, a new object"
+        );
     }
 
     #[test]
     fn earlier_observations_of_a_chunk_count() {
         let index = index_with(&[]);
         // created then deleted within one report: both matter
-        let report = [applied("p1", "1"), deleted("p1"), deleted("p1"), applied("p2", "1"), applied("p2", "1")];
+        let report = [
+            applied("p1", "1"),
+            deleted("p1"),
+            deleted("p1"),
+            applied("p2", "1"),
+            applied("p2", "1"),
+        ];
         let encoded = encode(C1, &report, &AppendLimits::default()).unwrap();
         let events = decoded(&changes(&index, C1, &encoded.pending));
-        assert!(matches!(&events[0], InventoryEvent::ObjectApplied { object, .. } if object.uid == uid("p1")));
-        assert!(matches!(&events[1], InventoryEvent::ObjectDeleted { uid: deleted, .. } if *deleted == uid("p1")));
-        assert!(matches!(&events[2], InventoryEvent::ObjectApplied { object, .. } if object.uid == uid("p2")));
-        assert_eq!(events.len(), 3, "the repeated deletion and application are no-ops");
+        assert!(
+            matches!(&events[0], InventoryEvent::ObjectApplied { object, .. } if object.uid == uid("p1"))
+        );
+        assert!(
+            matches!(&events[1], InventoryEvent::ObjectDeleted { uid: deleted, .. } if *deleted == uid("p1"))
+        );
+        assert!(
+            matches!(&events[2], InventoryEvent::ObjectApplied { object, .. } if object.uid == uid("p2"))
+        );
+        assert_eq!(
+            events.len(),
+            3,
+            "the repeated deletion and application are no-ops"
+        );
     }
 
     #[test]
     fn events_name_the_reporting_cluster() {
-        let encoded = encode("mine", &[applied("p1", "1"), deleted("p2")], &AppendLimits::default())
-            .unwrap();
-        for event in decoded(&encoded.pending.iter().map(|p| p.event.clone()).collect::<Vec<_>>()) {
+        let encoded = encode(
+            "mine",
+            &[applied("p1", "1"), deleted("p2")],
+            &AppendLimits::default(),
+        )
+        .unwrap();
+        for event in decoded(
+            &encoded
+                .pending
+                .iter()
+                .map(|p| p.event.clone())
+                .collect::<Vec<_>>(),
+        ) {
             match event {
                 InventoryEvent::ObjectApplied { cluster_id, .. }
-                | InventoryEvent::ObjectDeleted { cluster_id, .. } => assert_eq!(cluster_id, "mine"),
+                | InventoryEvent::ObjectDeleted { cluster_id, .. } => {
+                    assert_eq!(cluster_id, "mine")
+                }
                 other => panic!("unexpected {other:?}"),
             }
         }
@@ -254,20 +286,35 @@ mod tests {
     fn malformed_observations_refuse_the_report() {
         let mut pod = mk_pod("p1", "shop", None);
         pod.kind = ResourceKind::Node;
-        let err = encode(C1, &[applied("p0", "1"), Observation::Applied(pod)], &AppendLimits::default())
-            .unwrap_err();
+        let err = encode(
+            C1,
+            &[applied("p0", "1"), Observation::Applied(pod)],
+            &AppendLimits::default(),
+        )
+        .unwrap_err();
         assert!(err.contains("details of another kind"), "{err}");
-        let no_uid = Observation::Deleted { kind: ResourceKind::Pod, uid: String::new() };
+        let no_uid = Observation::Deleted {
+            kind: ResourceKind::Pod,
+            uid: String::new(),
+        };
         assert!(encode(C1, &[no_uid], &AppendLimits::default()).is_err());
         let mut nameless = mk_pod("p1", "shop", None);
         nameless.name.clear();
-        assert!(encode(C1, &[Observation::Applied(nameless)], &AppendLimits::default()).is_err());
+        assert!(
+            encode(
+                C1,
+                &[Observation::Applied(nameless)],
+                &AppendLimits::default()
+            )
+            .is_err()
+        );
     }
 
     #[test]
     fn oversized_observations_are_left_out() {
         let mut big = mk_pod("big", "shop", None);
-        big.annotations.insert("bulkhead.io/x".into(), "x".repeat(70 * 1024));
+        big.annotations
+            .insert("bulkhead.io/x".into(), "x".repeat(70 * 1024));
         let encoded = encode(
             C1,
             &[applied("p1", "1"), Observation::Applied(big), deleted("p2")],

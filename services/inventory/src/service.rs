@@ -2,13 +2,12 @@
 //! replies only once the projection has applied what was appended (read-your-writes).
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bulkhead_runtime::bus::{BusError, Received, TypedBus, TypedSubscription};
+use bulkhead_runtime::bus::{BusError, TypedBus};
+use bulkhead_runtime::now_ms;
 use bulkhead_runtime::projection::Projected;
-use bulkhead_runtime::{now_ms, telemetry};
 use bulkhead_schema::messages::eventlog::{
     AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent, ReadReply, ReadRequest,
     ReadStreamRequest,
@@ -16,13 +15,11 @@ use bulkhead_schema::messages::eventlog::{
 use bulkhead_schema::messages::inventory::{
     ClusterCommand, ClusterCommandReply, ClusterCredentials, ClusterHeartbeat, ClusterReport,
     ClusterView, DigestReply, DigestRequest, InventoryEvent, InventoryItems, InventoryQuery,
-    InventoryReply, ReportAck,
+    InventoryRejection, InventoryReply, ReportAck,
 };
-use bulkhead_schema::{Subject, WireMessage};
+use bulkhead_schema::{Decoded, Subject, WireMessage};
 use serde::Serialize;
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 use crate::index::{AuthError, Index, token_sha256};
 use crate::metrics::{self, AUTH_FAILURES, OBSERVATIONS, REPORTS};
@@ -37,7 +34,7 @@ const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Plans made again after finding the projection behind the log (a conflict, or a newer event).
 const REPLANS: usize = 1;
 /// Requests of one subject handled at once; more wait in the subscription.
-const REQUESTS_IN_FLIGHT: usize = 1024;
+pub(crate) const REQUESTS_IN_FLIGHT: usize = 1024;
 /// A query's page is cut to this many encoded bytes, to fit one message with room to spare.
 const MAX_PAGE_BYTES: usize = 512 * 1024;
 /// Report ids become part of idempotency keys, which the log caps at 256 bytes.
@@ -97,7 +94,9 @@ pub(crate) struct Service {
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Plain data, consistent after every statement: usable even if a holder panicked.
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Service {
@@ -119,7 +118,11 @@ impl Service {
         subject: &Subject,
         request: &Q,
     ) -> Result<R, CommitError> {
-        Ok(self.bus.request(subject, request, LOG_TIMEOUT).await?.message)
+        Ok(self
+            .bus
+            .request(subject, request, LOG_TIMEOUT)
+            .await?
+            .message)
     }
 
     async fn append(&self, request: &AppendRequest) -> Result<AppendOutcome, CommitError> {
@@ -218,7 +221,9 @@ impl Service {
                 events,
             };
             match self.append(&request).await? {
-                AppendOutcome::Appended { last_seq, .. } => return self.wait_applied(last_seq).await,
+                AppendOutcome::Appended { last_seq, .. } => {
+                    return self.wait_applied(last_seq).await;
+                }
                 AppendOutcome::Conflict { current_version } => {
                     self.wait_for_stream(&stream, current_version).await?;
                 }
@@ -287,7 +292,7 @@ impl Service {
         }
     }
 
-    pub(crate) async fn report(self: Arc<Self>, received: Received<ClusterReport>) -> ReportAck {
+    pub(crate) async fn report(self: Arc<Self>, received: Decoded<ClusterReport>) -> ReportAck {
         let report = received.message;
         if let Err(error) = self
             .authenticate(&report.credentials, &received.envelope.id)
@@ -325,7 +330,11 @@ impl Service {
     }
 
     /// Commits a verified report, piece by piece; the number of observations now held.
-    async fn take_report(&self, cluster_id: &str, report: &ClusterReport) -> Result<u32, CommitError> {
+    async fn take_report(
+        &self,
+        cluster_id: &str,
+        report: &ClusterReport,
+    ) -> Result<u32, CommitError> {
         if report.report_id.is_empty() || report.report_id.len() > MAX_REPORT_ID_BYTES {
             return Err(Refusal::invalid(format!(
                 "a report id has 1 to {MAX_REPORT_ID_BYTES} bytes"
@@ -335,7 +344,10 @@ impl Service {
         let encoded = report::encode(cluster_id, &report.observations, &self.limits)
             .map_err(|reason| Refusal::invalid(format!("malformed report: {reason}")))?;
         metrics::count(&OBSERVATIONS, "too_large", encoded.too_large as u64);
-        for (i, chunk) in report::chunks(&encoded.pending, &self.limits).into_iter().enumerate() {
+        for (i, chunk) in report::chunks(&encoded.pending, &self.limits)
+            .into_iter()
+            .enumerate()
+        {
             let key = format!("report/{cluster_id}/{}/{i}", report.report_id);
             let mut appended = 0;
             self.commit(cluster_id, &key, |index| {
@@ -355,7 +367,7 @@ impl Service {
 
     pub(crate) async fn heartbeat(
         self: Arc<Self>,
-        received: Received<ClusterHeartbeat>,
+        received: Decoded<ClusterHeartbeat>,
     ) -> ReportAck {
         let heartbeat = received.message;
         if let Err(error) = self
@@ -388,7 +400,10 @@ impl Service {
             at_ms: now_ms(),
         });
         let key = format!("connected/{cluster_id}/{}", received.envelope.id);
-        match self.commit(cluster_id, &key, |_| Ok(vec![event.clone()])).await {
+        match self
+            .commit(cluster_id, &key, |_| Ok(vec![event.clone()]))
+            .await
+        {
             Ok(()) => {
                 lock(&self.presences).connection_logged(cluster_id);
                 ReportAck::Accepted { observations: 0 }
@@ -402,7 +417,7 @@ impl Service {
         }
     }
 
-    pub(crate) async fn digest(self: Arc<Self>, received: Received<DigestRequest>) -> DigestReply {
+    pub(crate) async fn digest(self: Arc<Self>, received: Decoded<DigestRequest>) -> DigestReply {
         let request = received.message;
         if let Err(error) = self
             .authenticate(&request.credentials, &received.envelope.id)
@@ -434,12 +449,14 @@ impl Service {
 
     pub(crate) async fn command(
         self: Arc<Self>,
-        received: Received<ClusterCommand>,
+        received: Decoded<ClusterCommand>,
     ) -> ClusterCommandReply {
         let _one_at_a_time = self.commands.lock().await;
         let key = format!("command/{}", received.envelope.id);
         let done = match received.message {
-            ClusterCommand::Create { name, description } => self.create(&key, name, description).await,
+            ClusterCommand::Create { name, description } => {
+                self.create(&key, name, description).await
+            }
             ClusterCommand::Update {
                 cluster_id,
                 name,
@@ -454,7 +471,7 @@ impl Service {
                 reason: refusal.reason,
             },
             Err(CommitError::Contended) => ClusterCommandReply::Rejected {
-                kind: bulkhead_schema::messages::inventory::InventoryRejection::Conflict,
+                kind: InventoryRejection::Conflict,
                 reason: CommitError::Contended.to_string(),
             },
             Err(error) => {
@@ -532,7 +549,11 @@ impl Service {
         })
     }
 
-    async fn delete(&self, key: &str, cluster_id: &str) -> Result<ClusterCommandReply, CommitError> {
+    async fn delete(
+        &self,
+        key: &str,
+        cluster_id: &str,
+    ) -> Result<ClusterCommandReply, CommitError> {
         let before = self
             .cluster_view(cluster_id)
             .ok_or_else(|| Refusal::not_found(cluster_id))?;
@@ -558,7 +579,10 @@ impl Service {
             .ok_or_else(|| Refusal::not_found(cluster_id))
     }
 
-    pub(crate) async fn query(self: Arc<Self>, received: Received<InventoryQuery>) -> InventoryReply {
+    pub(crate) async fn query(
+        self: Arc<Self>,
+        received: Decoded<InventoryQuery>,
+    ) -> InventoryReply {
         let now = Instant::now();
         let answer = {
             let presences = lock(&self.presences);
@@ -622,51 +646,5 @@ fn fit_page(items: &mut InventoryItems) {
         InventoryItems::KubeWorkloads(items) => fit(items),
         InventoryItems::VirtualServices(items) => fit(items),
         InventoryItems::Namespaces(items) => fit(items),
-    }
-}
-
-/// Answers the requests of one subscription until `stop`, each in its own task.
-pub(crate) async fn answer<Q, R, F, Fut>(
-    service: &Arc<Service>,
-    mut requests: TypedSubscription<Q>,
-    stop: &CancellationToken,
-    handle: F,
-) where
-    Q: WireMessage,
-    R: WireMessage,
-    F: Fn(Arc<Service>, Received<Q>) -> Fut,
-    Fut: Future<Output = R> + Send + 'static,
-{
-    let in_flight = Arc::new(Semaphore::new(REQUESTS_IN_FLIGHT));
-    loop {
-        let received = tokio::select! {
-            _ = stop.cancelled() => break,
-            received = requests.next() => match received {
-                Some(received) => received,
-                None => break,
-            },
-        };
-        let slot = in_flight
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        let span = tracing::debug_span!("inventory request", subject = %received.subject, r#type = Q::TYPE);
-        telemetry::follow_trace_context(&received.envelope, &span);
-        let reply_to = received.reply.clone();
-        let answer = handle(service.clone(), received);
-        let bus = service.bus.clone();
-        tokio::spawn(
-            async move {
-                let reply = answer.await;
-                if let Some(to) = reply_to
-                    && let Err(error) = bus.reply(&to, &reply).await
-                {
-                    tracing::warn!(%error, "cannot send a reply");
-                }
-                drop(slot);
-            }
-            .instrument(span),
-        );
     }
 }

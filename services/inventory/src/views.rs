@@ -26,6 +26,11 @@ use crate::index::{
     is_controller, to_map,
 };
 
+/// Nodes by machine id.
+type MachineIds<'a> = BTreeMap<&'a str, Vec<&'a str>>;
+/// Host-network pods by node name.
+type HostNetworkPods<'a> = HashMap<&'a str, Vec<PodRef>>;
+
 /// What only the serving shell knows of a cluster (from heartbeats and reports, not the log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Presence {
@@ -159,7 +164,9 @@ fn filter<'q>(
         )));
     }
     if filter.node.is_some() && !on_nodes {
-        return Err(Refusal::invalid(format!("{what} cannot be filtered by node")));
+        return Err(Refusal::invalid(format!(
+            "{what} cannot be filtered by node"
+        )));
     }
     Ok(Filter {
         namespace: filter.namespace.as_deref(),
@@ -196,13 +203,16 @@ impl Cluster {
     }
 
     /// Nodes by machine id, for the machine ids more than one node reports.
-    fn duplicate_machine_ids(&self) -> BTreeMap<&str, Vec<&str>> {
+    fn duplicate_machine_ids(&self) -> MachineIds<'_> {
         let mut by_id: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for (_, node) in self.all(ResourceKind::Node) {
             if let Details::Node(details) = &node.details
                 && !details.machine_id.is_empty()
             {
-                by_id.entry(&details.machine_id).or_default().push(&node.name);
+                by_id
+                    .entry(&details.machine_id)
+                    .or_default()
+                    .push(&node.name);
             }
         }
         by_id.retain(|_, nodes| nodes.len() > 1);
@@ -240,7 +250,7 @@ impl Cluster {
     }
 
     /// Host-network pods by node name.
-    fn host_network_pods(&self) -> HashMap<&str, Vec<PodRef>> {
+    fn host_network_pods(&self) -> HostNetworkPods<'_> {
         let mut by_node: HashMap<&str, Vec<PodRef>> = HashMap::new();
         for (uid, object) in self.all(ResourceKind::Pod) {
             if let Some(pod) = object.pod().filter(|p| p.host_network) {
@@ -279,7 +289,13 @@ impl Cluster {
                 let namespace = &*object.namespace;
                 match self.owners(object).last() {
                     Some(top) => {
-                        KubeWorkload::entry(&mut workloads, &top.uid, &top.kind, &top.name, namespace);
+                        KubeWorkload::entry(
+                            &mut workloads,
+                            &top.uid,
+                            &top.kind,
+                            &top.name,
+                            namespace,
+                        );
                     }
                     None => {
                         let own = KubeWorkload::entry(
@@ -381,7 +397,8 @@ impl Index {
         let f = &query.filter;
         let (total, items) = match &query.what {
             InventoryQueryKind::Clusters => {
-                let (total, views) = self.clusters_page(query, filter(f, "clusters", false, false)?, presence)?;
+                let (total, views) =
+                    self.clusters_page(query, filter(f, "clusters", false, false)?, presence)?;
                 (total, InventoryItems::Clusters(views))
             }
             InventoryQueryKind::Cluster { cluster_id } => {
@@ -394,26 +411,31 @@ impl Index {
                 (1, InventoryItems::Clusters(vec![view]))
             }
             InventoryQueryKind::HostWorkloads => {
-                let (total, views) = self.host_workloads(query, filter(f, "host workloads", false, true)?)?;
+                let (total, views) =
+                    self.host_workloads(query, filter(f, "host workloads", false, true)?)?;
                 (total, InventoryItems::HostWorkloads(views))
             }
             InventoryQueryKind::PodWorkloads => {
-                let (total, views) = self.pod_workloads(query, filter(f, "pod workloads", true, true)?)?;
+                let (total, views) =
+                    self.pod_workloads(query, filter(f, "pod workloads", true, true)?)?;
                 (total, InventoryItems::PodWorkloads(views))
             }
             InventoryQueryKind::KubeWorkloads => {
-                let (total, views) = self.kube_workloads(query, filter(f, "kube workloads", true, true)?)?;
+                let (total, views) =
+                    self.kube_workloads(query, filter(f, "kube workloads", true, true)?)?;
                 (total, InventoryItems::KubeWorkloads(views))
             }
             InventoryQueryKind::VirtualServices => {
-                let (total, views) = self.virtual_services(query, filter(f, "virtual services", true, false)?)?;
+                let (total, views) =
+                    self.virtual_services(query, filter(f, "virtual services", true, false)?)?;
                 (total, InventoryItems::VirtualServices(views))
             }
             InventoryQueryKind::Namespaces => {
                 if f.cluster_id.is_none() {
                     return Err(Refusal::invalid("namespaces are listed per cluster"));
                 }
-                let (total, views) = self.namespaces(query, filter(f, "namespaces", false, false)?)?;
+                let (total, views) =
+                    self.namespaces(query, filter(f, "namespaces", false, false)?)?;
                 (total, InventoryItems::Namespaces(views))
             }
         };
@@ -436,7 +458,11 @@ impl Index {
                 .get_key_value(id)
                 .map(|(id, c)| vec![(id.as_str(), c)])
                 .ok_or_else(|| Refusal::not_found(id)),
-            None => Ok(self.clusters.iter().map(|(id, c)| (id.as_str(), c)).collect()),
+            None => Ok(self
+                .clusters
+                .iter()
+                .map(|(id, c)| (id.as_str(), c))
+                .collect()),
         }
     }
 
@@ -497,11 +523,13 @@ impl Index {
         let mut candidates = self.candidates(query, &filter, ResourceKind::Node)?;
         candidates.retain(|c| filter.node(c.name));
         // Per cluster, built when the page first needs it.
-        let mut derived: HashMap<&str, (BTreeMap<&str, Vec<&str>>, HashMap<&str, Vec<PodRef>>)> =
-            HashMap::new();
+        let mut derived: HashMap<&str, (MachineIds<'_>, HostNetworkPods<'_>)> = HashMap::new();
         Ok(page(candidates, query, |c| {
             let (duplicates, host_pods) = derived.entry(c.cluster_id).or_insert_with(|| {
-                (c.cluster.duplicate_machine_ids(), c.cluster.host_network_pods())
+                (
+                    c.cluster.duplicate_machine_ids(),
+                    c.cluster.host_network_pods(),
+                )
             });
             let Details::Node(node) = &c.item.details else {
                 unreachable!("the node map holds nodes only (Object::from_observed)")
@@ -561,7 +589,8 @@ impl Index {
             for (uid, workload) in cluster.kube_workloads() {
                 if filter.namespace(workload.namespace)
                     && filter.name(workload.name)
-                    && (filter.node.is_none() || workload.pods.iter().any(|p| filter.node(&p.node_name)))
+                    && (filter.node.is_none()
+                        || workload.pods.iter().any(|p| filter.node(&p.node_name)))
                 {
                     candidates.push(Candidate {
                         cluster_id,
@@ -589,7 +618,10 @@ impl Index {
                     name: c.name.to_owned(),
                     uid: c.uid.to_owned(),
                 },
-                labels: workload.object.map(|o| to_map(&o.labels)).unwrap_or_default(),
+                labels: workload
+                    .object
+                    .map(|o| to_map(&o.labels))
+                    .unwrap_or_default(),
                 annotations: workload
                     .object
                     .map(|o| to_map(&o.annotations))
@@ -597,7 +629,11 @@ impl Index {
                 replicas,
                 pods: workload.pods.len() as u32,
                 ips: workload.pods.iter().flat_map(|p| strings(&p.ips)).collect(),
-                nodes: nodes.into_iter().filter(|n| !n.is_empty()).map(str::to_owned).collect(),
+                nodes: nodes
+                    .into_iter()
+                    .filter(|n| !n.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
             }
         }))
     }

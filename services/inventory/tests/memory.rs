@@ -56,7 +56,15 @@ impl Feed {
     }
 }
 
-fn object(kind: ResourceKind, uid: String, namespace: &str, name: String, labels: BTreeMap<String, String>, owner: Option<OwnerRef>, details: ObjectDetails) -> ObservedObject {
+fn object(
+    kind: ResourceKind,
+    uid: String,
+    namespace: &str,
+    name: String,
+    labels: BTreeMap<String, String>,
+    owner: Option<OwnerRef>,
+    details: ObjectDetails,
+) -> ObservedObject {
     ObservedObject {
         kind,
         uid,
@@ -107,8 +115,11 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
         let app = format!("app-{d:04}");
         let hash = format!("{:010x}", d * 7919);
         let labels = |extra: bool| -> BTreeMap<String, String> {
-            let mut labels: BTreeMap<String, String> =
-                [("app".to_owned(), app.clone()), ("tier".to_owned(), "backend".to_owned())].into();
+            let mut labels: BTreeMap<String, String> = [
+                ("app".to_owned(), app.clone()),
+                ("tier".to_owned(), "backend".to_owned()),
+            ]
+            .into();
             if extra {
                 labels.insert("pod-template-hash".into(), hash.clone());
             }
@@ -120,18 +131,42 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
             replicas: Some(PODS_PER_DEPLOYMENT as i32),
         };
         let deploy_uid = uuid(2, d);
-        feed.object(object(ResourceKind::Deployment, deploy_uid.clone(), &namespace, app.clone(), labels(false), None, workload.clone()));
+        feed.object(object(
+            ResourceKind::Deployment,
+            deploy_uid.clone(),
+            &namespace,
+            app.clone(),
+            labels(false),
+            None,
+            workload.clone(),
+        ));
         let rs_name = format!("{app}-{hash}");
         let rs_uid = uuid(3, d);
-        let to_deploy = OwnerRef { kind: "Deployment".into(), name: app.clone(), uid: deploy_uid };
-        feed.object(object(ResourceKind::ReplicaSet, rs_uid.clone(), &namespace, rs_name.clone(), labels(true), Some(to_deploy), workload));
+        let to_deploy = OwnerRef {
+            kind: "Deployment".into(),
+            name: app.clone(),
+            uid: deploy_uid,
+        };
+        feed.object(object(
+            ResourceKind::ReplicaSet,
+            rs_uid.clone(),
+            &namespace,
+            rs_name.clone(),
+            labels(true),
+            Some(to_deploy),
+            workload,
+        ));
         let mut endpoints = Vec::new();
         for p in 0..PODS_PER_DEPLOYMENT {
             let i = d * PODS_PER_DEPLOYMENT + p;
             let node = i % NODES;
             let ip = format!("10.{}.{}.{}", node / 256, node % 256, 2 + i / NODES);
             let pod_uid = uuid(4, i);
-            let to_rs = OwnerRef { kind: "ReplicaSet".into(), name: rs_name.clone(), uid: rs_uid.clone() };
+            let to_rs = OwnerRef {
+                kind: "ReplicaSet".into(),
+                name: rs_name.clone(),
+                uid: rs_uid.clone(),
+            };
             feed.object(object(
                 ResourceKind::Pod,
                 pod_uid.clone(),
@@ -147,7 +182,12 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
                     containers: vec!["app".into(), "sidecar".into()],
                 },
             ));
-            endpoints.push(SliceEndpoint { addresses: vec![ip], ready: true, pod_uid: Some(pod_uid), node_name: format!("node-{node:03}") });
+            endpoints.push(SliceEndpoint {
+                addresses: vec![ip],
+                ready: true,
+                pod_uid: Some(pod_uid),
+                node_name: format!("node-{node:03}"),
+            });
         }
         feed.object(object(
             ResourceKind::Service,
@@ -159,7 +199,13 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
             ObjectDetails::Service {
                 service_type: "ClusterIP".into(),
                 cluster_ips: vec![format!("10.96.{}.{}", d / 256, d % 256)],
-                ports: vec![ServicePort { name: "http".into(), port: 80, target_port: "8080".into(), protocol: "TCP".into(), node_port: None }],
+                ports: vec![ServicePort {
+                    name: "http".into(),
+                    port: 80,
+                    target_port: "8080".into(),
+                    protocol: "TCP".into(),
+                    node_port: None,
+                }],
                 selector: [("app".to_owned(), app.clone())].into(),
             },
         ));
@@ -173,13 +219,20 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
             ObjectDetails::EndpointSlice {
                 service_name: app.clone(),
                 endpoints,
-                ports: vec![SlicePort { name: "http".into(), port: 8080, protocol: "TCP".into() }],
+                ports: vec![SlicePort {
+                    name: "http".into(),
+                    port: 8080,
+                    protocol: "TCP".into(),
+                }],
             },
         ));
     }
     let grown = resident_bytes().saturating_sub(before);
     let per_pod = grown / pods;
-    eprintln!("inventory: {pods} pods, {} KiB resident growth, {per_pod} bytes per pod", grown / 1024);
+    eprintln!(
+        "inventory: {pods} pods, {} KiB resident growth, {per_pod} bytes per pod",
+        grown / 1024
+    );
     assert!(per_pod <= TARGET_BYTES_PER_POD, "{per_pod} bytes per pod");
     drop(feed);
 }

@@ -267,16 +267,31 @@ async fn clusters_are_paired_reported_and_managed() {
         panic!("{created:?}")
     };
     assert_eq!(*token_sha256, bulkhead_inventory::token_sha256(&prod.token));
-    assert!(!format!("{created:?}").contains(&prod.token), "only the hash is logged");
+    assert!(
+        !format!("{created:?}").contains(&prod.token),
+        "only the hash is logged"
+    );
 
     // the token works: what is reported is listed as soon as the report is acknowledged
-    let ack = h.report(&prod, "r1", vec![applied("web-a", "1"), applied("web-b", "1")]).await;
+    let ack = h
+        .report(
+            &prod,
+            "r1",
+            vec![applied("web-a", "1"), applied("web-b", "1")],
+        )
+        .await;
     assert_eq!(ack, ReportAck::Accepted { observations: 2 });
     assert_eq!(names(&h.pods(&prod.cluster_id).await), ["web-a", "web-b"]);
 
     // heartbeats: online and in sync; a connection is logged once, and again when it changes
-    assert_eq!(h.heartbeat(&prod, "0.1.0").await, ReportAck::Accepted { observations: 0 });
-    assert_eq!(h.heartbeat(&prod, "0.1.0").await, ReportAck::Accepted { observations: 0 });
+    assert_eq!(
+        h.heartbeat(&prod, "0.1.0").await,
+        ReportAck::Accepted { observations: 0 }
+    );
+    assert_eq!(
+        h.heartbeat(&prod, "0.1.0").await,
+        ReportAck::Accepted { observations: 0 }
+    );
     let view = h.cluster(&prod.cluster_id).await.unwrap();
     assert_eq!((view.online, view.sync_state), (true, SyncState::InSync));
     assert_eq!(view.clusterlink_version, "0.1.0");
@@ -288,8 +303,17 @@ async fn clusters_are_paired_reported_and_managed() {
             .filter(|e| matches!(e, InventoryEvent::ClusterConnected { .. }))
             .count()
     };
-    assert_eq!(connected(&h.stream(&InventoryEvent::stream(&prod.cluster_id)).await), 2);
-    assert_eq!(h.cluster(&prod.cluster_id).await.unwrap().clusterlink_version, "0.2.0");
+    assert_eq!(
+        connected(&h.stream(&InventoryEvent::stream(&prod.cluster_id)).await),
+        2
+    );
+    assert_eq!(
+        h.cluster(&prod.cluster_id)
+            .await
+            .unwrap()
+            .clusterlink_version,
+        "0.2.0"
+    );
 
     // names: validated and unique; updates and deletes of unknown clusters are not found
     let refused = |reply: ClusterCommandReply| match reply {
@@ -300,34 +324,64 @@ async fn clusters_are_paired_reported_and_managed() {
         name: name.into(),
         description: String::new(),
     };
-    assert_eq!(refused(h.command(create("PROD")).await), InventoryRejection::Conflict);
-    assert_eq!(refused(h.command(create("  ")).await), InventoryRejection::Invalid);
-    assert_eq!(refused(h.command(create(&"x".repeat(256))).await), InventoryRejection::Invalid);
+    assert_eq!(
+        refused(h.command(create("PROD")).await),
+        InventoryRejection::Conflict
+    );
+    assert_eq!(
+        refused(h.command(create("  ")).await),
+        InventoryRejection::Invalid
+    );
+    assert_eq!(
+        refused(h.command(create(&"x".repeat(256))).await),
+        InventoryRejection::Invalid
+    );
     let (staging, _) = h.create("staging").await;
     let rename = |id: &str, name: &str| ClusterCommand::Update {
         cluster_id: id.into(),
         name: Some(name.into()),
         description: None,
     };
-    assert_eq!(refused(h.command(rename(&staging.cluster_id, "prod")).await), InventoryRejection::Conflict);
-    assert_eq!(refused(h.command(rename("nope", "x")).await), InventoryRejection::NotFound);
+    assert_eq!(
+        refused(h.command(rename(&staging.cluster_id, "prod")).await),
+        InventoryRejection::Conflict
+    );
+    assert_eq!(
+        refused(h.command(rename("nope", "x")).await),
+        InventoryRejection::NotFound
+    );
     match h.command(rename(&staging.cluster_id, "stage")).await {
         ClusterCommandReply::Done { cluster, token } => {
-            assert_eq!((cluster.name.as_str(), cluster.description.as_str(), token), ("stage", "the staging cluster", None));
+            assert_eq!(
+                (cluster.name.as_str(), cluster.description.as_str(), token),
+                ("stage", "the staging cluster", None)
+            );
         }
         other => panic!("{other:?}"),
     }
     let before = h.events().await.len();
     h.command(rename(&staging.cluster_id, "stage")).await;
-    assert_eq!(h.events().await.len(), before, "an update that changes nothing appends nothing");
+    assert_eq!(
+        h.events().await.len(),
+        before,
+        "an update that changes nothing appends nothing"
+    );
 
     // deleting: gone with its objects, and its token stops working
     let delete = ClusterCommand::Delete {
         cluster_id: prod.cluster_id.clone(),
     };
-    assert!(matches!(h.command(delete.clone()).await, ClusterCommandReply::Done { cluster, .. } if cluster.name == "prod"));
-    assert_eq!(h.cluster(&prod.cluster_id).await, Err(InventoryRejection::NotFound));
-    assert_eq!(refused(h.command(delete).await), InventoryRejection::NotFound);
+    assert!(
+        matches!(h.command(delete.clone()).await, ClusterCommandReply::Done { cluster, .. } if cluster.name == "prod")
+    );
+    assert_eq!(
+        h.cluster(&prod.cluster_id).await,
+        Err(InventoryRejection::NotFound)
+    );
+    assert_eq!(
+        refused(h.command(delete).await),
+        InventoryRejection::NotFound
+    );
     assert!(matches!(
         h.report(&prod, "r2", vec![applied("web-c", "1")]).await,
         ReportAck::Rejected { kind, .. } if kind == "unknown_cluster"
@@ -350,47 +404,97 @@ async fn wrong_credentials_are_rejected_audited_and_change_nothing() {
         token: token.into(),
     };
     let wrong = forged(&a.cluster_id, "bct_guess");
-    let ack = h.report(&wrong, "evil-1", vec![applied("evil", "1"), Observation::Deleted { kind: ResourceKind::Pod, uid: "a-pod-uid".into() }]).await;
-    assert!(matches!(&ack, ReportAck::Rejected { kind, .. } if kind == "wrong_token"), "{ack:?}");
+    let ack = h
+        .report(
+            &wrong,
+            "evil-1",
+            vec![
+                applied("evil", "1"),
+                Observation::Deleted {
+                    kind: ResourceKind::Pod,
+                    uid: "a-pod-uid".into(),
+                },
+            ],
+        )
+        .await;
+    assert!(
+        matches!(&ack, ReportAck::Rejected { kind, .. } if kind == "wrong_token"),
+        "{ack:?}"
+    );
     // B's valid token does not open A
     let crossed = forged(&a.cluster_id, &b.token);
-    assert!(matches!(h.report(&crossed, "evil-2", vec![applied("evil", "1")]).await, ReportAck::Rejected { .. }));
-    let unknown = forged("no-such-cluster", &a.token);
-    assert!(matches!(h.report(&unknown, "evil-3", vec![]).await, ReportAck::Rejected { kind, .. } if kind == "unknown_cluster"));
-    assert!(matches!(h.heartbeat(&wrong, "x").await, ReportAck::Rejected { .. }));
-    let digest = DigestRequest { credentials: wrong.clone(), kind: ResourceKind::Pod, after_uid: None, limit: 10 };
     assert!(matches!(
-        h.ask::<_, DigestReply>(&Subject::inventory_digest(&a.cluster_id), &digest).await,
+        h.report(&crossed, "evil-2", vec![applied("evil", "1")])
+            .await,
+        ReportAck::Rejected { .. }
+    ));
+    let unknown = forged("no-such-cluster", &a.token);
+    assert!(
+        matches!(h.report(&unknown, "evil-3", vec![]).await, ReportAck::Rejected { kind, .. } if kind == "unknown_cluster")
+    );
+    assert!(matches!(
+        h.heartbeat(&wrong, "x").await,
+        ReportAck::Rejected { .. }
+    ));
+    let digest = DigestRequest {
+        credentials: wrong.clone(),
+        kind: ResourceKind::Pod,
+        after_uid: None,
+        limit: 10,
+    };
+    assert!(matches!(
+        h.ask::<_, DigestReply>(&Subject::inventory_digest(&a.cluster_id), &digest)
+            .await,
         DigestReply::Rejected { .. }
     ));
 
     assert_eq!(h.stream(&a_stream).await, a_before, "nothing changed in A");
     assert_eq!(names(&h.pods(&a.cluster_id).await), ["a-pod"]);
-    assert!(!h.cluster(&a.cluster_id).await.unwrap().online, "a refused heartbeat is no sign of life");
+    assert!(
+        !h.cluster(&a.cluster_id).await.unwrap().online,
+        "a refused heartbeat is no sign of life"
+    );
     let audit = h.stream(InventoryEvent::AUDIT_STREAM).await;
     let audited: Vec<(&str, &str)> = audit
         .iter()
         .map(|e| match e {
-            InventoryEvent::ClusterAuthFailed { cluster_id, reason, .. } => (cluster_id.as_str(), reason.as_str()),
+            InventoryEvent::ClusterAuthFailed {
+                cluster_id, reason, ..
+            } => (cluster_id.as_str(), reason.as_str()),
             other => panic!("{other:?}"),
         })
         .collect();
     assert_eq!(
         audited,
-        [(a.cluster_id.as_str(), "wrong_token"), ("no-such-cluster", "unknown_cluster")],
+        [
+            (a.cluster_id.as_str(), "wrong_token"),
+            ("no-such-cluster", "unknown_cluster")
+        ],
         "one audit event per claimed cluster per interval"
     );
 
     // B's clusterlink changes only B, whatever its objects say
     let mut claims_a = mk_pod("a-pod", "2");
     claims_a.namespace = "shop".into();
-    assert_eq!(h.report(&b, "b1", vec![Observation::Applied(claims_a)]).await, ReportAck::Accepted { observations: 1 });
+    assert_eq!(
+        h.report(&b, "b1", vec![Observation::Applied(claims_a)])
+            .await,
+        ReportAck::Accepted { observations: 1 }
+    );
     assert_eq!(h.stream(&a_stream).await, a_before);
     assert_eq!(names(&h.pods(&b.cluster_id).await), ["a-pod"]);
-    let b_digest = DigestRequest { credentials: b.clone(), kind: ResourceKind::Pod, after_uid: None, limit: 10 };
+    let b_digest = DigestRequest {
+        credentials: b.clone(),
+        kind: ResourceKind::Pod,
+        after_uid: None,
+        limit: 10,
+    };
     assert_eq!(
-        h.ask::<_, DigestReply>(&Subject::inventory_digest(&b.cluster_id), &b_digest).await,
-        DigestReply::Page { entries: vec![("a-pod-uid".into(), "2".into())] }
+        h.ask::<_, DigestReply>(&Subject::inventory_digest(&b.cluster_id), &b_digest)
+            .await,
+        DigestReply::Page {
+            entries: vec![("a-pod-uid".into(), "2".into())]
+        }
     );
     h.stop().await;
 }
@@ -401,27 +505,59 @@ async fn repeated_and_unchanged_reports_append_nothing() {
     let (c, _) = h.create("c").await;
     let stream = InventoryEvent::stream(&c.cluster_id);
     let first = vec![applied("p1", "1"), applied("p2", "1")];
-    assert_eq!(h.report(&c, "r1", first.clone()).await, ReportAck::Accepted { observations: 2 });
+    assert_eq!(
+        h.report(&c, "r1", first.clone()).await,
+        ReportAck::Accepted { observations: 2 }
+    );
     let after_first = h.stream(&stream).await.len();
     assert_eq!(after_first, 3);
 
-    assert_eq!(h.report(&c, "r1", first.clone()).await, ReportAck::Accepted { observations: 2 });
-    assert_eq!(h.stream(&stream).await.len(), after_first, "a repeated report id appends nothing");
+    assert_eq!(
+        h.report(&c, "r1", first.clone()).await,
+        ReportAck::Accepted { observations: 2 }
+    );
+    assert_eq!(
+        h.stream(&stream).await.len(),
+        after_first,
+        "a repeated report id appends nothing"
+    );
     h.report(&c, "r2", first).await;
-    let gone = Observation::Deleted { kind: ResourceKind::Pod, uid: "never-uid".into() };
+    let gone = Observation::Deleted {
+        kind: ResourceKind::Pod,
+        uid: "never-uid".into(),
+    };
     h.report(&c, "r3", vec![applied("p1", "1"), gone]).await;
-    assert_eq!(h.stream(&stream).await.len(), after_first, "unchanged observations append nothing");
+    assert_eq!(
+        h.stream(&stream).await.len(),
+        after_first,
+        "unchanged observations append nothing"
+    );
 
-    let changed = vec![applied("p1", "2"), Observation::Deleted { kind: ResourceKind::Pod, uid: "p2-uid".into() }];
+    let changed = vec![
+        applied("p1", "2"),
+        Observation::Deleted {
+            kind: ResourceKind::Pod,
+            uid: "p2-uid".into(),
+        },
+    ];
     h.report(&c, "r4", changed).await;
     assert_eq!(h.stream(&stream).await.len(), after_first + 2);
     assert_eq!(names(&h.pods(&c.cluster_id).await), ["p1"]);
 
     // a report larger than one append is committed in several, all before the ack
-    let many: Vec<Observation> = (0..2500).map(|i| applied(&format!("bulk-{i:04}"), "1")).collect();
-    assert_eq!(h.report(&c, "big", many).await, ReportAck::Accepted { observations: 2500 });
+    let many: Vec<Observation> = (0..2500)
+        .map(|i| applied(&format!("bulk-{i:04}"), "1"))
+        .collect();
+    assert_eq!(
+        h.report(&c, "big", many).await,
+        ReportAck::Accepted { observations: 2500 }
+    );
     assert_eq!(h.cluster(&c.cluster_id).await.unwrap().pods, 2501);
-    assert_eq!(h.pods(&c.cluster_id).await.len(), 1000, "a page holds at most 1000");
+    assert_eq!(
+        h.pods(&c.cluster_id).await.len(),
+        1000,
+        "a page holds at most 1000"
+    );
     let events = h.events().await;
     let keys: std::collections::BTreeSet<&str> = events
         .iter()
@@ -433,12 +569,25 @@ async fn repeated_and_unchanged_reports_append_nothing() {
     // malformed reports are refused whole
     let mut bad = mk_pod("bad", "1");
     bad.kind = ResourceKind::Node;
-    let ack = h.report(&c, "r5", vec![applied("p9", "1"), Observation::Applied(bad)]).await;
-    assert!(matches!(&ack, ReportAck::Rejected { kind, .. } if kind == "invalid"), "{ack:?}");
+    let ack = h
+        .report(
+            &c,
+            "r5",
+            vec![applied("p9", "1"), Observation::Applied(bad)],
+        )
+        .await;
+    assert!(
+        matches!(&ack, ReportAck::Rejected { kind, .. } if kind == "invalid"),
+        "{ack:?}"
+    );
     assert!(!names(&h.pods(&c.cluster_id).await).contains(&"p9"));
     let ack = h.report(&c, "", vec![]).await;
     assert!(matches!(ack, ReportAck::Rejected { .. }));
-    assert_eq!(h.cluster(&c.cluster_id).await.unwrap().sync_state, SyncState::OutOfSync, "never heard from");
+    assert_eq!(
+        h.cluster(&c.cluster_id).await.unwrap().sync_state,
+        SyncState::OutOfSync,
+        "never heard from"
+    );
     h.stop().await;
 }
 
@@ -464,17 +613,41 @@ async fn a_restarted_inventory_has_the_same_state_from_checkpoint_and_tail() {
         }],
     };
     let appended: AppendReply = h.ask(&Subject::eventlog_append(), &append).await;
-    assert!(matches!(appended, AppendReply::Decided(AppendOutcome::Appended { .. })), "{appended:?}");
+    assert!(
+        matches!(
+            appended,
+            AppendReply::Decided(AppendOutcome::Appended { .. })
+        ),
+        "{appended:?}"
+    );
 
     h.start_inventory();
-    assert_eq!(names(&h.pods(&c.cluster_id).await), ["before", "while-down"]);
-    assert_eq!(h.report(&c, "r2", vec![applied("after", "1")]).await, ReportAck::Accepted { observations: 1 });
+    assert_eq!(
+        names(&h.pods(&c.cluster_id).await),
+        ["before", "while-down"]
+    );
+    assert_eq!(
+        h.report(&c, "r2", vec![applied("after", "1")]).await,
+        ReportAck::Accepted { observations: 1 }
+    );
     let stream = InventoryEvent::stream(&c.cluster_id);
     let before_repeat = h.stream(&stream).await.len();
-    h.report(&c, "r3", vec![applied("before", "1"), applied("while-down", "1")]).await;
-    assert_eq!(h.stream(&stream).await.len(), before_repeat, "the restored state knows what it holds");
+    h.report(
+        &c,
+        "r3",
+        vec![applied("before", "1"), applied("while-down", "1")],
+    )
+    .await;
+    assert_eq!(
+        h.stream(&stream).await.len(),
+        before_repeat,
+        "the restored state knows what it holds"
+    );
     h.stop_inventory().await;
     h.start_inventory();
-    assert_eq!(names(&h.pods(&c.cluster_id).await), ["after", "before", "while-down"]);
+    assert_eq!(
+        names(&h.pods(&c.cluster_id).await),
+        ["after", "before", "while-down"]
+    );
     h.stop().await;
 }

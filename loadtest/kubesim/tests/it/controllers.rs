@@ -1,6 +1,9 @@
 //! The simulated controllers, observed through kube-rs and the in-process handle.
 
-use std::{net::Ipv4Addr, time::Instant};
+use std::{
+    net::Ipv4Addr,
+    time::{Duration, Instant},
+};
 
 use bulkhead_kubesim::{Kind, Simulator};
 use k8s_openapi::api::{
@@ -473,9 +476,11 @@ async fn a_cluster_of_200_nodes_by_110_pods_seeds_and_lists_quickly() {
     println!(
         "22,000 pods: seeded in {seeded:?}, listed through kube-rs in pages of 500 in {listed:?}"
     );
-    // generous bounds: a debug build on two cores; a release build is several times faster
+    // about 3 s and well under 1 s in a release build on two busy cores; debug builds of
+    // serde_json and kube-rs are some ten times slower
+    let limit = Duration::from_secs(if cfg!(debug_assertions) { 60 } else { 10 });
     assert!(
-        seeded.as_secs() < 20 && listed.as_secs() < 20,
-        "seeded {seeded:?}, listed {listed:?}"
+        seeded < limit && listed < limit,
+        "seeded in {seeded:?}, listed in {listed:?}"
     );
 }

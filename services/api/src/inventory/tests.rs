@@ -119,7 +119,11 @@ impl Stack {
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let (status, _, body) = self
-                .call(Method::POST, "/container_clusters", Some(json!({ "name": name })))
+                .call(
+                    Method::POST,
+                    "/container_clusters",
+                    Some(json!({ "name": name })),
+                )
                 .await;
             if status == 201 {
                 return body;
@@ -153,7 +157,13 @@ impl Stack {
     }
 }
 
-fn mk(kind: ResourceKind, name: &str, namespace: &str, owner: Option<&ObservedObject>, details: ObjectDetails) -> ObservedObject {
+fn mk(
+    kind: ResourceKind,
+    name: &str,
+    namespace: &str,
+    owner: Option<&ObservedObject>,
+    details: ObjectDetails,
+) -> ObservedObject {
     ObservedObject {
         kind,
         uid: format!("{name}-uid"),
@@ -171,7 +181,12 @@ fn mk(kind: ResourceKind, name: &str, namespace: &str, owner: Option<&ObservedOb
     }
 }
 
-fn mk_pod(name: &str, owner: Option<&ObservedObject>, ip: &str, host_network: bool) -> ObservedObject {
+fn mk_pod(
+    name: &str,
+    owner: Option<&ObservedObject>,
+    ip: &str,
+    host_network: bool,
+) -> ObservedObject {
     let details = ObjectDetails::Pod {
         node_name: "node-1".into(),
         ips: vec![ip.into()],
@@ -190,8 +205,20 @@ fn small_cluster() -> Vec<ObservedObject> {
         template_annotations: Default::default(),
         replicas: Some(2),
     };
-    let deploy = mk(ResourceKind::Deployment, "web", "shop", None, workload.clone());
-    let rs = mk(ResourceKind::ReplicaSet, "web-1", "shop", Some(&deploy), workload);
+    let deploy = mk(
+        ResourceKind::Deployment,
+        "web",
+        "shop",
+        None,
+        workload.clone(),
+    );
+    let rs = mk(
+        ResourceKind::ReplicaSet,
+        "web-1",
+        "shop",
+        Some(&deploy),
+        workload,
+    );
     let a = mk_pod("web-1-a", Some(&rs), "10.244.1.2", false);
     let b = mk_pod("web-1-b", Some(&rs), "10.244.1.3", false);
     let host = mk_pod("node-exporter", None, "192.168.0.1", true);
@@ -207,7 +234,14 @@ fn small_cluster() -> Vec<ObservedObject> {
         endpoints: [&a, &b]
             .iter()
             .map(|p| SliceEndpoint {
-                addresses: vec![if p.name.ends_with('a') { "10.244.1.2" } else { "10.244.1.3" }.into()],
+                addresses: vec![
+                    if p.name.ends_with('a') {
+                        "10.244.1.2"
+                    } else {
+                        "10.244.1.3"
+                    }
+                    .into(),
+                ],
                 ready: true,
                 pod_uid: Some(p.uid.clone()),
                 node_name: "node-1".into(),
@@ -223,7 +257,13 @@ fn small_cluster() -> Vec<ObservedObject> {
     };
     vec![
         mk(ResourceKind::Node, "node-1", "", None, node),
-        mk(ResourceKind::Namespace, "shop", "", None, ObjectDetails::Namespace {}),
+        mk(
+            ResourceKind::Namespace,
+            "shop",
+            "",
+            None,
+            ObjectDetails::Namespace {},
+        ),
         deploy,
         rs,
         a,
@@ -235,7 +275,9 @@ fn small_cluster() -> Vec<ObservedObject> {
 }
 
 fn error_code(body: &Value) -> &str {
-    body["error"]["code"].as_str().unwrap_or_else(|| panic!("not an error: {body}"))
+    body["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("not an error: {body}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -246,13 +288,24 @@ async fn container_clusters_are_created_listed_changed_and_deleted() {
     let href = format!("/orgs/1/container_clusters/{id}");
     assert_eq!(created["href"], href);
     assert_eq!(created["name"], "prod");
-    assert!(created["container_cluster_token"].as_str().unwrap().starts_with("bct_"));
-    assert_eq!((created["online"].clone(), created["sync_state"].clone()), (json!(false), json!("out_of_sync")));
+    assert!(
+        created["container_cluster_token"]
+            .as_str()
+            .unwrap()
+            .starts_with("bct_")
+    );
+    assert_eq!(
+        (created["online"].clone(), created["sync_state"].clone()),
+        (json!(false), json!("out_of_sync"))
+    );
 
     let (status, total, list) = stack.get("/container_clusters").await;
     assert_eq!((status, total), (200, Some(1)));
     assert_eq!(list[0]["href"], href);
-    assert!(list[0].get("container_cluster_token").is_none(), "the token is shown once");
+    assert!(
+        list[0].get("container_cluster_token").is_none(),
+        "the token is shown once"
+    );
     let (status, _, one) = stack.get(&format!("/container_clusters/{id}")).await;
     assert_eq!((status, one["name"].clone()), (200, json!("prod")));
     assert!(one.get("container_cluster_token").is_none());
@@ -267,12 +320,25 @@ async fn container_clusters_are_created_listed_changed_and_deleted() {
 
     let path = format!("/container_clusters/{id}");
     let (status, _, body) = stack
-        .call(Method::PUT, &path, Some(json!({ "name": "production", "description": "EU" })))
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({ "name": "production", "description": "EU" })),
+        )
         .await;
     assert_eq!((status, body), (204, Value::Null));
     let (_, _, one) = stack.get(&path).await;
-    assert_eq!((one["name"].clone(), one["description"].clone()), (json!("production"), json!("EU")));
-    let (status, _, _) = stack.call(Method::PUT, "/container_clusters/nope", Some(json!({ "name": "x" }))).await;
+    assert_eq!(
+        (one["name"].clone(), one["description"].clone()),
+        (json!("production"), json!("EU"))
+    );
+    let (status, _, _) = stack
+        .call(
+            Method::PUT,
+            "/container_clusters/nope",
+            Some(json!({ "name": "x" })),
+        )
+        .await;
     assert_eq!(status, 404);
 
     let (status, _, _) = stack.call(Method::DELETE, &path, None).await;
@@ -288,7 +354,8 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
     let stack = start().await;
     let cluster = stack.create("prod").await;
     let id = cluster["cluster_id"].as_str().unwrap().to_owned();
-    let cluster_link = json!({ "href": format!("/orgs/1/container_clusters/{id}"), "name": "prod" });
+    let cluster_link =
+        json!({ "href": format!("/orgs/1/container_clusters/{id}"), "name": "prod" });
     let mut observed = small_cluster();
     // two objects the report leaves out: the ack counts seven
     let slice = observed.pop().unwrap();
@@ -316,7 +383,11 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
     assert_eq!(nodes[0]["host_network_pods"][0]["name"], "node-exporter");
 
     let (_, total, pods) = stack.get("/container_workloads").await;
-    assert_eq!(total, Some(2), "host-network pods are not container workloads");
+    assert_eq!(
+        total,
+        Some(2),
+        "host-network pods are not container workloads"
+    );
     assert_eq!(pods[0]["href"], "/orgs/1/container_workloads/web-1-a-uid");
     assert_eq!(pods[0]["owners"][1]["kind"], "Deployment");
     let (_, total, page) = stack
@@ -327,8 +398,17 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
     assert_eq!(page[0]["name"], "web-1-b");
 
     let (_, total, workloads) = stack.get("/kubernetes_workloads").await;
-    assert_eq!(total, Some(1), "the deployment; its replica set is under it, the host-network pod is its node's: {workloads}");
-    let web = workloads.as_array().unwrap().iter().find(|w| w["name"] == "web").unwrap();
+    assert_eq!(
+        total,
+        Some(1),
+        "the deployment; its replica set is under it, the host-network pod is its node's: {workloads}"
+    );
+    let web = workloads
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == "web")
+        .unwrap();
     assert_eq!(web["kind"], "Deployment");
     assert_eq!(web["href"], "/orgs/1/kubernetes_workloads/web-uid");
     assert_eq!(web["ips"], json!(["10.244.1.2", "10.244.1.3"]));
@@ -339,9 +419,14 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
     assert_eq!(services[0]["backends"].as_array().unwrap().len(), 2);
     assert_eq!(services[0]["workloads"][0]["name"], "web");
 
-    let (_, total, namespaces) = stack.get(&format!("/container_clusters/{id}/namespaces")).await;
+    let (_, total, namespaces) = stack
+        .get(&format!("/container_clusters/{id}/namespaces"))
+        .await;
     assert_eq!(total, Some(1));
-    assert_eq!(namespaces[0]["href"], format!("/orgs/1/container_clusters/{id}/namespaces/shop-uid"));
+    assert_eq!(
+        namespaces[0]["href"],
+        format!("/orgs/1/container_clusters/{id}/namespaces/shop-uid")
+    );
     assert_eq!(namespaces[0]["name"], "shop");
 
     for (path, status) in [

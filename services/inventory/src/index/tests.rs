@@ -32,7 +32,11 @@ pub(crate) fn mk_cluster_created(cluster_id: &str, name: &str) -> InventoryEvent
 }
 
 /// The event as the log would record it on the cluster's stream.
-pub(crate) fn recorded(cluster_id: &str, stream_version: u64, event: &InventoryEvent) -> RecordedEvent {
+pub(crate) fn recorded(
+    cluster_id: &str,
+    stream_version: u64,
+    event: &InventoryEvent,
+) -> RecordedEvent {
     RecordedEvent {
         seq: stream_version,
         stream: InventoryEvent::stream(cluster_id),
@@ -44,7 +48,13 @@ pub(crate) fn recorded(cluster_id: &str, stream_version: u64, event: &InventoryE
     }
 }
 
-fn mk_object(kind: ResourceKind, name: &str, namespace: &str, owner: Option<&ObservedObject>, details: ObjectDetails) -> ObservedObject {
+fn mk_object(
+    kind: ResourceKind,
+    name: &str,
+    namespace: &str,
+    owner: Option<&ObservedObject>,
+    details: ObjectDetails,
+) -> ObservedObject {
     ObservedObject {
         kind,
         uid: uid(name),
@@ -63,7 +73,13 @@ fn mk_object(kind: ResourceKind, name: &str, namespace: &str, owner: Option<&Obs
 }
 
 pub(crate) fn mk_namespace(name: &str) -> ObservedObject {
-    mk_object(ResourceKind::Namespace, name, "", None, ObjectDetails::Namespace {})
+    mk_object(
+        ResourceKind::Namespace,
+        name,
+        "",
+        None,
+        ObjectDetails::Namespace {},
+    )
 }
 
 pub(crate) fn mk_node(name: &str, machine_id: &str) -> ObservedObject {
@@ -83,7 +99,11 @@ pub(crate) fn mk_node(name: &str, machine_id: &str) -> ObservedObject {
 }
 
 /// A running pod on `node-1` with one IP; owned by `owner` when given.
-pub(crate) fn mk_pod(name: &str, namespace: &str, owner: Option<&ObservedObject>) -> ObservedObject {
+pub(crate) fn mk_pod(
+    name: &str,
+    namespace: &str,
+    owner: Option<&ObservedObject>,
+) -> ObservedObject {
     mk_object(
         ResourceKind::Pod,
         name,
@@ -114,7 +134,12 @@ fn placed(mut pod: ObservedObject, node: &str, ip: &str, host: bool) -> Observed
     pod
 }
 
-pub(crate) fn mk_workload(kind: ResourceKind, name: &str, namespace: &str, owner: Option<&ObservedObject>) -> ObservedObject {
+pub(crate) fn mk_workload(
+    kind: ResourceKind,
+    name: &str,
+    namespace: &str,
+    owner: Option<&ObservedObject>,
+) -> ObservedObject {
     mk_object(
         kind,
         name,
@@ -158,7 +183,12 @@ pub(crate) fn mk_service(name: &str, namespace: &str) -> ObservedObject {
 }
 
 /// A slice of `service` with one ready endpoint per pod.
-pub(crate) fn mk_slice(name: &str, namespace: &str, service: &str, pods: &[&ObservedObject]) -> ObservedObject {
+pub(crate) fn mk_slice(
+    name: &str,
+    namespace: &str,
+    service: &str,
+    pods: &[&ObservedObject],
+) -> ObservedObject {
     let endpoints = pods
         .iter()
         .map(|pod| {
@@ -244,7 +274,11 @@ const OFFLINE: Presence = Presence {
     sync_state: SyncState::OutOfSync,
 };
 
-fn ask(index: &Index, what: InventoryQueryKind, filter: InventoryFilter) -> Result<InventoryPage, Refusal> {
+fn ask(
+    index: &Index,
+    what: InventoryQueryKind,
+    filter: InventoryFilter,
+) -> Result<InventoryPage, Refusal> {
     index.query(
         &InventoryQuery {
             what,
@@ -265,7 +299,10 @@ fn in_cluster(cluster_id: &str) -> InventoryFilter {
 
 macro_rules! list {
     ($index:expr, $variant:ident, $filter:expr) => {
-        match ask($index, InventoryQueryKind::$variant, $filter).unwrap().items {
+        match ask($index, InventoryQueryKind::$variant, $filter)
+            .unwrap()
+            .items
+        {
             InventoryItems::$variant(items) => items,
             other => panic!("expected {}, got {other:?}", stringify!($variant)),
         }
@@ -298,7 +335,10 @@ fn clusters_are_created_updated_and_deleted_with_their_objects() {
     let mut log = Log::with_clusters(&[C1, C2]);
     log.apply(C1, &[&mk_node("n1", "m1")]);
     assert_eq!(log.index.stream_version(C1), 2);
-    assert_eq!(log.index.cluster_names(C1), Some(("cluster-c1", "cluster-c1 cluster")));
+    assert_eq!(
+        log.index.cluster_names(C1),
+        Some(("cluster-c1", "cluster-c1 cluster"))
+    );
 
     log.event(
         C1,
@@ -309,13 +349,28 @@ fn clusters_are_created_updated_and_deleted_with_their_objects() {
         },
     );
     assert_eq!(log.index.cluster_names(C1), Some(("prod", "the real one")));
-    assert!(log.index.name_taken("PROD", None), "names compare case-insensitively");
-    assert!(!log.index.name_taken("prod", Some(C1)), "a cluster may keep its own name");
+    assert!(
+        log.index.name_taken("PROD", None),
+        "names compare case-insensitively"
+    );
+    assert!(
+        !log.index.name_taken("prod", Some(C1)),
+        "a cluster may keep its own name"
+    );
 
-    log.event(C1, &InventoryEvent::ClusterDeleted { cluster_id: C1.into() });
+    log.event(
+        C1,
+        &InventoryEvent::ClusterDeleted {
+            cluster_id: C1.into(),
+        },
+    );
     assert_eq!(log.index.cluster_names(C1), None);
     assert_eq!(log.index.stream_version(C1), 0);
-    assert_eq!(log.index.resource_version(C1, ResourceKind::Node, &uid("n1")), None);
+    assert_eq!(
+        log.index
+            .resource_version(C1, ResourceKind::Node, &uid("n1")),
+        None
+    );
     assert!(log.index.cluster_names(C2).is_some());
 }
 
@@ -332,14 +387,20 @@ fn credentials_are_checked_against_the_token_hash() {
     assert_eq!(wrong, AuthError::WrongToken(C1.into()));
     let unknown = log.index.verify(&creds("c9", "token-c9")).unwrap_err();
     assert_eq!(unknown.kind(), "unknown_cluster");
-    assert_eq!(log.index.verify(&creds(C1, "")).unwrap_err().kind(), "wrong_token");
+    assert_eq!(
+        log.index.verify(&creds(C1, "")).unwrap_err().kind(),
+        "wrong_token"
+    );
 }
 
 #[test]
 fn a_cluster_view_shows_connection_presence_counts_and_errors() {
     let mut log = Log::with_clusters(&[C1]);
     let view = log.index.cluster_view(C1, OFFLINE).unwrap();
-    assert_eq!((view.online, view.sync_state, view.last_connected_ms), (false, SyncState::OutOfSync, None));
+    assert_eq!(
+        (view.online, view.sync_state, view.last_connected_ms),
+        (false, SyncState::OutOfSync, None)
+    );
     assert_eq!(view.clusterlink_version, "");
 
     log.event(
@@ -353,16 +414,35 @@ fn a_cluster_view_shows_connection_presence_counts_and_errors() {
             at_ms: 42,
         },
     );
-    log.apply(C1, &[&mk_node("n1", "m1"), &mk_node("n2", "m1"), &mk_node("n3", "m3"), &mk_pod("p", "ns", None)]);
-    let online = Presence { online: true, sync_state: SyncState::InSync };
+    log.apply(
+        C1,
+        &[
+            &mk_node("n1", "m1"),
+            &mk_node("n2", "m1"),
+            &mk_node("n3", "m3"),
+            &mk_pod("p", "ns", None),
+        ],
+    );
+    let online = Presence {
+        online: true,
+        sync_state: SyncState::InSync,
+    };
     let view = log.index.cluster_view(C1, online).unwrap();
     assert_eq!((view.online, view.sync_state), (true, SyncState::InSync));
     assert_eq!(view.last_connected_ms, Some(42));
     assert_eq!(
-        [view.clusterlink_version.as_str(), &view.kubernetes_version, &view.cluster_mode, &view.network_type],
+        [
+            view.clusterlink_version.as_str(),
+            &view.kubernetes_version,
+            &view.cluster_mode,
+            &view.network_type
+        ],
         ["0.1.0", "v1.33.1", "clas", "flat"]
     );
-    assert_eq!(log.index.connection(C1), Some(["0.1.0", "v1.33.1", "clas", "flat"]));
+    assert_eq!(
+        log.index.connection(C1),
+        Some(["0.1.0", "v1.33.1", "clas", "flat"])
+    );
     assert_eq!((view.nodes, view.pods), (3, 1));
     assert_eq!(
         view.errors,
@@ -377,22 +457,53 @@ fn a_cluster_view_shows_connection_presence_counts_and_errors() {
 fn the_clusters_listing_is_sorted_filtered_and_paged() {
     let log = Log::with_clusters(&["c3", C1, C2]);
     let all = list!(&log.index, Clusters, InventoryFilter::default());
-    assert_eq!(names(&all, |c| &c.name), ["cluster-c1", "cluster-c2", "cluster-c3"]);
-    let named = list!(&log.index, Clusters, InventoryFilter { name: Some("C2".into()), ..Default::default() });
+    assert_eq!(
+        names(&all, |c| &c.name),
+        ["cluster-c1", "cluster-c2", "cluster-c3"]
+    );
+    let named = list!(
+        &log.index,
+        Clusters,
+        InventoryFilter {
+            name: Some("C2".into()),
+            ..Default::default()
+        }
+    );
     assert_eq!(names(&named, |c| &c.cluster_id), [C2]);
     let page = log
         .index
         .query(
-            &InventoryQuery { what: InventoryQueryKind::Clusters, filter: Default::default(), offset: 1, limit: 1 },
+            &InventoryQuery {
+                what: InventoryQueryKind::Clusters,
+                filter: Default::default(),
+                offset: 1,
+                limit: 1,
+            },
             &|_| OFFLINE,
         )
         .unwrap();
     assert_eq!((page.total, page.offset), (3, 1));
-    assert!(matches!(&page.items, InventoryItems::Clusters(c) if c.len() == 1 && c[0].name == "cluster-c2"));
+    assert!(
+        matches!(&page.items, InventoryItems::Clusters(c) if c.len() == 1 && c[0].name == "cluster-c2")
+    );
 
-    let one = ask(&log.index, InventoryQueryKind::Cluster { cluster_id: C2.into() }, Default::default()).unwrap();
+    let one = ask(
+        &log.index,
+        InventoryQueryKind::Cluster {
+            cluster_id: C2.into(),
+        },
+        Default::default(),
+    )
+    .unwrap();
     assert!(matches!(&one.items, InventoryItems::Clusters(c) if c[0].cluster_id == C2));
-    let missing = ask(&log.index, InventoryQueryKind::Cluster { cluster_id: "nope".into() }, Default::default()).unwrap_err();
+    let missing = ask(
+        &log.index,
+        InventoryQueryKind::Cluster {
+            cluster_id: "nope".into(),
+        },
+        Default::default(),
+    )
+    .unwrap_err();
     assert_eq!(missing.rejection, InventoryRejection::NotFound);
 }
 
@@ -408,8 +519,14 @@ fn applying_is_idempotent() {
     log.delete(C1, ResourceKind::Pod, "never-seen");
     log.event(C1, &mk_cluster_created(C1, "renamed by a replayed create"));
     let cluster = log.index.cluster(C1).unwrap();
-    assert_eq!(cluster.objects, once, "the same object twice, or an unknown deletion, change nothing");
-    assert_eq!(cluster.meta.name, "cluster-c1", "a repeated creation does not reset the cluster");
+    assert_eq!(
+        cluster.objects, once,
+        "the same object twice, or an unknown deletion, change nothing"
+    );
+    assert_eq!(
+        cluster.meta.name, "cluster-c1",
+        "a repeated creation does not reset the cluster"
+    );
 
     log.delete(C1, ResourceKind::Pod, "p1");
     log.delete(C1, ResourceKind::Pod, "p1");
@@ -420,7 +537,10 @@ fn applying_is_idempotent() {
 fn events_apply_to_their_streams_cluster_only() {
     let mut log = Log::with_clusters(&[C1, C2]);
     // C2's stream carrying an event that names C1: ignored
-    let sneaky = InventoryEvent::ObjectApplied { cluster_id: C1.into(), object: mk_pod("p", "ns", None) };
+    let sneaky = InventoryEvent::ObjectApplied {
+        cluster_id: C1.into(),
+        object: mk_pod("p", "ns", None),
+    };
     log.index.apply(&recorded(C2, 2, &sneaky));
     let mut wrong_stream = recorded(C1, 2, &sneaky);
     wrong_stream.stream = "somewhere/else".into();
@@ -447,7 +567,15 @@ fn foreign_undecodable_and_audit_events_are_skipped() {
     let mut garbage = recorded(C1, 2, &mk_cluster_created(C1, "x"));
     garbage.data = vec![0xc1];
     log.index.apply(&garbage);
-    let mut audit = recorded(C1, 1, &InventoryEvent::ClusterAuthFailed { cluster_id: C1.into(), reason: "wrong_token".into(), at_ms: 1 });
+    let mut audit = recorded(
+        C1,
+        1,
+        &InventoryEvent::ClusterAuthFailed {
+            cluster_id: C1.into(),
+            reason: "wrong_token".into(),
+            at_ms: 1,
+        },
+    );
     audit.stream = InventoryEvent::AUDIT_STREAM.into();
     log.index.apply(&audit);
     assert_eq!(log.index.cluster(C1).unwrap(), &before);
@@ -460,7 +588,10 @@ fn objects_of_a_kind_with_mismatched_details_are_not_taken() {
     assert!(validate_observation(&pod).is_err());
     let mut log = Log::with_clusters(&[C1]);
     log.apply(C1, &[&pod]);
-    assert_eq!(log.index.cluster(C1).unwrap().count(ResourceKind::Service), 0);
+    assert_eq!(
+        log.index.cluster(C1).unwrap().count(ResourceKind::Service),
+        0
+    );
     assert!(validate_observation(&mk_pod("p", "ns", None)).is_ok());
     let mut no_uid = mk_node("n", "m");
     no_uid.uid.clear();
@@ -472,12 +603,28 @@ fn objects_of_a_kind_with_mismatched_details_are_not_taken() {
 #[test]
 fn nodes_are_host_workloads_with_duplicate_machine_ids_flagged() {
     let mut log = Log::with_clusters(&[C1, C2]);
-    log.apply(C1, &[&mk_node("n1", "m1"), &mk_node("n2", "m2"), &mk_node("n3", "m1"), &mk_node("n4", "")]);
+    log.apply(
+        C1,
+        &[
+            &mk_node("n1", "m1"),
+            &mk_node("n2", "m2"),
+            &mk_node("n3", "m1"),
+            &mk_node("n4", ""),
+        ],
+    );
     log.apply(C2, &[&mk_node("other", "m1")]);
     let hosts = list!(&log.index, HostWorkloads, in_cluster(C1));
     assert_eq!(names(&hosts, |h| &h.name), ["n1", "n2", "n3", "n4"]);
-    let flagged: Vec<_> = hosts.iter().filter(|h| h.duplicate_machine_id).map(|h| h.name.as_str()).collect();
-    assert_eq!(flagged, ["n1", "n3"], "machine ids are unique per cluster; empty ones are not compared");
+    let flagged: Vec<_> = hosts
+        .iter()
+        .filter(|h| h.duplicate_machine_id)
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(
+        flagged,
+        ["n1", "n3"],
+        "machine ids are unique per cluster; empty ones are not compared"
+    );
     let n1 = &hosts[0];
     assert_eq!(n1.machine_id, "m1");
     assert_eq!(n1.addresses, ["192.168.0.2"]);
@@ -485,31 +632,58 @@ fn nodes_are_host_workloads_with_duplicate_machine_ids_flagged() {
     assert_eq!(n1.roles, ["worker"]);
     assert_eq!(n1.kubelet_version, "v1.33.1");
     assert_eq!(n1.cluster.name, "cluster-c1");
-    assert!(list!(&log.index, HostWorkloads, in_cluster(C2)).iter().all(|h| !h.duplicate_machine_id));
+    assert!(
+        list!(&log.index, HostWorkloads, in_cluster(C2))
+            .iter()
+            .all(|h| !h.duplicate_machine_id)
+    );
 
-    let by_node = list!(&log.index, HostWorkloads, InventoryFilter { node: Some("n2".into()), ..Default::default() });
+    let by_node = list!(
+        &log.index,
+        HostWorkloads,
+        InventoryFilter {
+            node: Some("n2".into()),
+            ..Default::default()
+        }
+    );
     assert_eq!(names(&by_node, |h| &h.name), ["n2"]);
-    assert_eq!(list!(&log.index, HostWorkloads, InventoryFilter::default()).len(), 5);
+    assert_eq!(
+        list!(&log.index, HostWorkloads, InventoryFilter::default()).len(),
+        5
+    );
 }
 
 #[test]
 fn host_network_pods_belong_to_their_node_not_to_pod_workloads() {
     let mut log = Log::with_clusters(&[C1]);
     let ds = mk_workload(ResourceKind::DaemonSet, "kube-proxy", "kube-system", None);
-    let proxy = placed(mk_pod("kube-proxy-a", "kube-system", Some(&ds)), "n1", "192.168.0.2", true);
+    let proxy = placed(
+        mk_pod("kube-proxy-a", "kube-system", Some(&ds)),
+        "n1",
+        "192.168.0.2",
+        true,
+    );
     let app = placed(mk_pod("app", "shop", None), "n1", "10.244.1.9", false);
     log.apply(C1, &[&mk_node("n1", "m1"), &ds, &proxy, &app]);
 
     let hosts = list!(&log.index, HostWorkloads, in_cluster(C1));
     assert_eq!(
         hosts[0].host_network_pods,
-        vec![PodRef { uid: uid("kube-proxy-a"), namespace: "kube-system".into(), name: "kube-proxy-a".into() }]
+        vec![PodRef {
+            uid: uid("kube-proxy-a"),
+            namespace: "kube-system".into(),
+            name: "kube-proxy-a".into()
+        }]
     );
     let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
     assert_eq!(names(&pods, |p| &p.name), ["app"]);
     let workloads = list!(&log.index, KubeWorkloads, in_cluster(C1));
     let proxy_workload = kube_workload(&workloads, "kube-proxy");
-    assert_eq!((proxy_workload.pods, proxy_workload.ips.len()), (0, 0), "node addresses are not pod IPs");
+    assert_eq!(
+        (proxy_workload.pods, proxy_workload.ips.len()),
+        (0, 0),
+        "node addresses are not pod IPs"
+    );
 }
 
 // --- pod workloads ---------------------------------------------------------------------------------
@@ -519,20 +693,51 @@ fn pod_workloads_carry_ips_node_containers_and_their_owner_chain() {
     let mut log = Log::with_clusters(&[C1]);
     let deploy = mk_deployment("web", "shop");
     let rs = mk_rs("web-7c9f", "shop", Some(&deploy));
-    let pod = placed(mk_pod("web-7c9f-a", "shop", Some(&rs)), "n2", "10.244.2.7", false);
+    let pod = placed(
+        mk_pod("web-7c9f-a", "shop", Some(&rs)),
+        "n2",
+        "10.244.2.7",
+        false,
+    );
     log.apply(C1, &[&deploy, &rs, &pod]);
     let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
     let view = &pods[0];
-    assert_eq!((view.uid.as_str(), view.namespace.as_str(), view.name.as_str()), (uid("web-7c9f-a").as_str(), "shop", "web-7c9f-a"));
-    assert_eq!((view.node_name.as_str(), view.ips.clone(), view.phase.as_str()), ("n2", vec!["10.244.2.7".to_owned()], "Running"));
+    assert_eq!(
+        (
+            view.uid.as_str(),
+            view.namespace.as_str(),
+            view.name.as_str()
+        ),
+        (uid("web-7c9f-a").as_str(), "shop", "web-7c9f-a")
+    );
+    assert_eq!(
+        (
+            view.node_name.as_str(),
+            view.ips.clone(),
+            view.phase.as_str()
+        ),
+        ("n2", vec!["10.244.2.7".to_owned()], "Running")
+    );
     assert_eq!(view.containers, ["app"]);
     assert_eq!(view.labels["app"], "web");
-    assert_eq!(view.owners, [workload("ReplicaSet", "web-7c9f"), workload("Deployment", "web")]);
+    assert_eq!(
+        view.owners,
+        [
+            workload("ReplicaSet", "web-7c9f"),
+            workload("Deployment", "web")
+        ]
+    );
 
     // the ReplicaSet's owner not observed yet: the chain ends at the reference
     log.delete(C1, ResourceKind::Deployment, "web");
     let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
-    assert_eq!(pods[0].owners, [workload("ReplicaSet", "web-7c9f"), workload("Deployment", "web")]);
+    assert_eq!(
+        pods[0].owners,
+        [
+            workload("ReplicaSet", "web-7c9f"),
+            workload("Deployment", "web")
+        ]
+    );
     log.delete(C1, ResourceKind::ReplicaSet, "web-7c9f");
     let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
     assert_eq!(pods[0].owners, [workload("ReplicaSet", "web-7c9f")]);
@@ -553,29 +758,75 @@ fn pod_workloads_are_filtered_sorted_and_paged() {
 
     let all = list!(&log.index, PodWorkloads, InventoryFilter::default());
     assert_eq!(
-        all.iter().map(|p| format!("{}/{}/{}", p.cluster.cluster_id, p.namespace, p.name)).collect::<Vec<_>>(),
-        ["c1/data/db-a", "c1/shop/web-a", "c1/shop/web-b", "c2/shop/web-a"],
+        all.iter()
+            .map(|p| format!("{}/{}/{}", p.cluster.cluster_id, p.namespace, p.name))
+            .collect::<Vec<_>>(),
+        [
+            "c1/data/db-a",
+            "c1/shop/web-a",
+            "c1/shop/web-b",
+            "c2/shop/web-a"
+        ],
         "by cluster name, namespace, name"
     );
-    let filter = |namespace: Option<&str>, node: Option<&str>, name: Option<&str>| InventoryFilter {
-        cluster_id: Some(C1.into()),
-        namespace: namespace.map(Into::into),
-        node: node.map(Into::into),
-        name: name.map(Into::into),
-    };
-    assert_eq!(names(&list!(&log.index, PodWorkloads, filter(Some("shop"), None, None)), |p| &p.name), ["web-a", "web-b"]);
-    assert_eq!(names(&list!(&log.index, PodWorkloads, filter(None, Some("n1"), None)), |p| &p.name), ["db-a", "web-b"]);
-    assert_eq!(names(&list!(&log.index, PodWorkloads, filter(None, None, Some("WEB-"))), |p| &p.name), ["web-a", "web-b"]);
-    assert_eq!(names(&list!(&log.index, PodWorkloads, filter(Some("shop"), Some("n1"), Some("b"))), |p| &p.name), ["web-b"]);
+    let filter =
+        |namespace: Option<&str>, node: Option<&str>, name: Option<&str>| InventoryFilter {
+            cluster_id: Some(C1.into()),
+            namespace: namespace.map(Into::into),
+            node: node.map(Into::into),
+            name: name.map(Into::into),
+        };
+    assert_eq!(
+        names(
+            &list!(&log.index, PodWorkloads, filter(Some("shop"), None, None)),
+            |p| &p.name
+        ),
+        ["web-a", "web-b"]
+    );
+    assert_eq!(
+        names(
+            &list!(&log.index, PodWorkloads, filter(None, Some("n1"), None)),
+            |p| &p.name
+        ),
+        ["db-a", "web-b"]
+    );
+    assert_eq!(
+        names(
+            &list!(&log.index, PodWorkloads, filter(None, None, Some("WEB-"))),
+            |p| &p.name
+        ),
+        ["web-a", "web-b"]
+    );
+    assert_eq!(
+        names(
+            &list!(
+                &log.index,
+                PodWorkloads,
+                filter(Some("shop"), Some("n1"), Some("b"))
+            ),
+            |p| &p.name
+        ),
+        ["web-b"]
+    );
 
     let page = |offset, limit| {
         log.index
-            .query(&InventoryQuery { what: InventoryQueryKind::PodWorkloads, filter: Default::default(), offset, limit }, &|_| OFFLINE)
+            .query(
+                &InventoryQuery {
+                    what: InventoryQueryKind::PodWorkloads,
+                    filter: Default::default(),
+                    offset,
+                    limit,
+                },
+                &|_| OFFLINE,
+            )
             .unwrap()
     };
     let second = page(1, 2);
     assert_eq!(second.total, 4);
-    assert!(matches!(&second.items, InventoryItems::PodWorkloads(p) if names(p, |p| &p.name) == ["web-a", "web-b"]));
+    assert!(
+        matches!(&second.items, InventoryItems::PodWorkloads(p) if names(p, |p| &p.name) == ["web-a", "web-b"])
+    );
     let beyond = page(10, 2);
     assert_eq!((beyond.total, beyond.items.len()), (4, 0));
 }
@@ -586,20 +837,60 @@ fn queries_refuse_filters_that_do_not_apply_and_bad_limits() {
     let invalid = |what: InventoryQueryKind, filter: InventoryFilter| {
         ask(&log.index, what, filter).unwrap_err().rejection
     };
-    let namespace = InventoryFilter { namespace: Some("x".into()), ..Default::default() };
-    let node = InventoryFilter { node: Some("x".into()), ..Default::default() };
-    assert_eq!(invalid(InventoryQueryKind::HostWorkloads, namespace.clone()), InventoryRejection::Invalid);
-    assert_eq!(invalid(InventoryQueryKind::VirtualServices, node.clone()), InventoryRejection::Invalid);
-    assert_eq!(invalid(InventoryQueryKind::Clusters, node), InventoryRejection::Invalid);
-    assert_eq!(invalid(InventoryQueryKind::Namespaces, Default::default()), InventoryRejection::Invalid);
-    assert_eq!(invalid(InventoryQueryKind::Cluster { cluster_id: C1.into() }, in_cluster(C1)), InventoryRejection::Invalid);
-    assert_eq!(invalid(InventoryQueryKind::PodWorkloads, in_cluster("c9")), InventoryRejection::NotFound);
+    let namespace = InventoryFilter {
+        namespace: Some("x".into()),
+        ..Default::default()
+    };
+    let node = InventoryFilter {
+        node: Some("x".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        invalid(InventoryQueryKind::HostWorkloads, namespace.clone()),
+        InventoryRejection::Invalid
+    );
+    assert_eq!(
+        invalid(InventoryQueryKind::VirtualServices, node.clone()),
+        InventoryRejection::Invalid
+    );
+    assert_eq!(
+        invalid(InventoryQueryKind::Clusters, node),
+        InventoryRejection::Invalid
+    );
+    assert_eq!(
+        invalid(InventoryQueryKind::Namespaces, Default::default()),
+        InventoryRejection::Invalid
+    );
+    assert_eq!(
+        invalid(
+            InventoryQueryKind::Cluster {
+                cluster_id: C1.into()
+            },
+            in_cluster(C1)
+        ),
+        InventoryRejection::Invalid
+    );
+    assert_eq!(
+        invalid(InventoryQueryKind::PodWorkloads, in_cluster("c9")),
+        InventoryRejection::NotFound
+    );
     for limit in [0, InventoryQuery::MAX_LIMIT + 1] {
         let refused = log
             .index
-            .query(&InventoryQuery { what: InventoryQueryKind::Clusters, filter: Default::default(), offset: 0, limit }, &|_| OFFLINE)
+            .query(
+                &InventoryQuery {
+                    what: InventoryQueryKind::Clusters,
+                    filter: Default::default(),
+                    offset: 0,
+                    limit,
+                },
+                &|_| OFFLINE,
+            )
             .unwrap_err();
-        assert_eq!((refused.rejection, refused.kind()), (InventoryRejection::Invalid, "invalid"));
+        assert_eq!(
+            (refused.rejection, refused.kind()),
+            (InventoryRejection::Invalid, "invalid")
+        );
     }
 }
 
@@ -612,30 +903,78 @@ fn kube_workloads_are_the_tops_of_owner_chains_with_their_pods_ips() {
     let deploy = mk_deployment("web", "shop");
     let rs = mk_rs("web-7c9f", "shop", Some(&deploy));
     let old_rs = mk_rs("web-55aa", "shop", Some(&deploy));
-    let web_a = placed(mk_pod("web-7c9f-a", "shop", Some(&rs)), "n1", "10.0.1.1", false);
-    let web_b = placed(mk_pod("web-7c9f-b", "shop", Some(&rs)), "n2", "10.0.2.1", false);
+    let web_a = placed(
+        mk_pod("web-7c9f-a", "shop", Some(&rs)),
+        "n1",
+        "10.0.1.1",
+        false,
+    );
+    let web_b = placed(
+        mk_pod("web-7c9f-b", "shop", Some(&rs)),
+        "n2",
+        "10.0.2.1",
+        false,
+    );
     let sts = mk_workload(K::StatefulSet, "db", "shop", None);
     let db0 = placed(mk_pod("db-0", "shop", Some(&sts)), "n1", "10.0.1.2", false);
     let ds = mk_workload(K::DaemonSet, "agent", "ops", None);
     let agent = placed(mk_pod("agent-x", "ops", Some(&ds)), "n2", "10.0.2.2", false);
     let cron = mk_workload(K::CronJob, "backup", "ops", None);
     let job = mk_workload(K::Job, "backup-123", "ops", Some(&cron));
-    let backup = placed(mk_pod("backup-123-q", "ops", Some(&job)), "n1", "10.0.1.3", false);
+    let backup = placed(
+        mk_pod("backup-123-q", "ops", Some(&job)),
+        "n1",
+        "10.0.1.3",
+        false,
+    );
     let lone_job = mk_workload(K::Job, "migrate", "ops", None);
     let rc = mk_workload(K::ReplicationController, "legacy", "old", None);
-    let legacy = placed(mk_pod("legacy-z", "old", Some(&rc)), "n1", "10.0.1.4", false);
+    let legacy = placed(
+        mk_pod("legacy-z", "old", Some(&rc)),
+        "n1",
+        "10.0.1.4",
+        false,
+    );
     let bare = placed(mk_pod("debug", "shop", None), "n2", "10.0.2.3", false);
     let node = mk_node("n1", "m1");
     // static pods: their mirror pods are owned by their Node
-    let static_pod = placed(mk_pod("etcd-n1", "kube-system", Some(&node)), "n1", "10.0.1.5", false);
+    let static_pod = placed(
+        mk_pod("etcd-n1", "kube-system", Some(&node)),
+        "n1",
+        "10.0.1.5",
+        false,
+    );
     let scaled_to_zero = mk_deployment("idle", "shop");
     log.apply(
         C1,
-        &[&deploy, &rs, &old_rs, &web_a, &web_b, &sts, &db0, &ds, &agent, &cron, &job, &backup, &lone_job, &rc, &legacy, &bare, &node, &static_pod, &scaled_to_zero],
+        &[
+            &deploy,
+            &rs,
+            &old_rs,
+            &web_a,
+            &web_b,
+            &sts,
+            &db0,
+            &ds,
+            &agent,
+            &cron,
+            &job,
+            &backup,
+            &lone_job,
+            &rc,
+            &legacy,
+            &bare,
+            &node,
+            &static_pod,
+            &scaled_to_zero,
+        ],
     );
 
     let views = list!(&log.index, KubeWorkloads, in_cluster(C1));
-    let listed: Vec<(String, String)> = views.iter().map(|w| (w.workload.kind.clone(), w.workload.name.clone())).collect();
+    let listed: Vec<(String, String)> = views
+        .iter()
+        .map(|w| (w.workload.kind.clone(), w.workload.name.clone()))
+        .collect();
     let expected: Vec<(String, String)> = [
         ("Pod", "etcd-n1"),
         ("ReplicationController", "legacy"),
@@ -650,7 +989,10 @@ fn kube_workloads_are_the_tops_of_owner_chains_with_their_pods_ips() {
     .iter()
     .map(|(k, n)| (k.to_string(), n.to_string()))
     .collect();
-    assert_eq!(listed, expected, "sorted by namespace then name; ReplicaSets and Jobs under their owners are not listed");
+    assert_eq!(
+        listed, expected,
+        "sorted by namespace then name; ReplicaSets and Jobs under their owners are not listed"
+    );
 
     let web = kube_workload(&views, "web");
     assert_eq!(web.workload, workload("Deployment", "web"));
@@ -658,18 +1000,65 @@ fn kube_workloads_are_the_tops_of_owner_chains_with_their_pods_ips() {
     assert_eq!(web.ips, ["10.0.1.1", "10.0.2.1"]);
     assert_eq!(web.nodes, ["n1", "n2"]);
     assert_eq!(web.labels["app"], "web");
-    assert_eq!(kube_workload(&views, "backup").ips, ["10.0.1.3"], "job pods count for the cron job");
+    assert_eq!(
+        kube_workload(&views, "backup").ips,
+        ["10.0.1.3"],
+        "job pods count for the cron job"
+    );
     assert_eq!(kube_workload(&views, "migrate").pods, 0);
-    assert_eq!(kube_workload(&views, "idle").pods, 0, "a deployment scaled to zero is still a workload");
+    assert_eq!(
+        kube_workload(&views, "idle").pods,
+        0,
+        "a deployment scaled to zero is still a workload"
+    );
     let debug = kube_workload(&views, "debug");
-    assert_eq!((debug.workload.kind.as_str(), debug.workload.uid.clone(), debug.pods), ("Pod", uid("debug"), 1));
-    assert_eq!(kube_workload(&views, "etcd-n1").workload.kind, "Pod", "static pods stand alone");
+    assert_eq!(
+        (
+            debug.workload.kind.as_str(),
+            debug.workload.uid.clone(),
+            debug.pods
+        ),
+        ("Pod", uid("debug"), 1)
+    );
+    assert_eq!(
+        kube_workload(&views, "etcd-n1").workload.kind,
+        "Pod",
+        "static pods stand alone"
+    );
 
-    let on_n2 = list!(&log.index, KubeWorkloads, InventoryFilter { node: Some("n2".into()), ..in_cluster(C1) });
-    assert_eq!(names(&on_n2, |w| &w.workload.name), ["agent", "debug", "web"]);
-    let in_ops = list!(&log.index, KubeWorkloads, InventoryFilter { namespace: Some("ops".into()), name: Some("a".into()), ..in_cluster(C1) });
-    assert_eq!(names(&in_ops, |w| &w.workload.name), ["agent", "backup", "migrate"]);
-    let backup = list!(&log.index, KubeWorkloads, InventoryFilter { name: Some("ACK".into()), ..in_cluster(C1) });
+    let on_n2 = list!(
+        &log.index,
+        KubeWorkloads,
+        InventoryFilter {
+            node: Some("n2".into()),
+            ..in_cluster(C1)
+        }
+    );
+    assert_eq!(
+        names(&on_n2, |w| &w.workload.name),
+        ["agent", "debug", "web"]
+    );
+    let in_ops = list!(
+        &log.index,
+        KubeWorkloads,
+        InventoryFilter {
+            namespace: Some("ops".into()),
+            name: Some("a".into()),
+            ..in_cluster(C1)
+        }
+    );
+    assert_eq!(
+        names(&in_ops, |w| &w.workload.name),
+        ["agent", "backup", "migrate"]
+    );
+    let backup = list!(
+        &log.index,
+        KubeWorkloads,
+        InventoryFilter {
+            name: Some("ACK".into()),
+            ..in_cluster(C1)
+        }
+    );
     assert_eq!(names(&backup, |w| &w.workload.name), ["backup"]);
 }
 
@@ -683,15 +1072,36 @@ fn an_owner_not_observed_yet_is_the_workload_by_reference() {
     let views = list!(&log.index, KubeWorkloads, in_cluster(C1));
     assert_eq!(views.len(), 1);
     assert_eq!(views[0].workload, workload("Deployment", "api"));
-    assert!(views[0].labels.is_empty(), "not observed: nothing known but its reference");
+    assert!(
+        views[0].labels.is_empty(),
+        "not observed: nothing known but its reference"
+    );
     assert_eq!(views[0].pods, 1);
 
     // an owner of a kind Bulkhead does not watch (a custom controller) is a workload too
     let mut custom = mk_pod("rollout-x", "shop", None);
-    custom.owner = Some(OwnerRef { kind: "Rollout".into(), name: "canary".into(), uid: "r-uid".into() });
+    custom.owner = Some(OwnerRef {
+        kind: "Rollout".into(),
+        name: "canary".into(),
+        uid: "r-uid".into(),
+    });
     log.apply(C1, &[&custom]);
-    let views = list!(&log.index, KubeWorkloads, InventoryFilter { name: Some("canary".into()), ..in_cluster(C1) });
-    assert_eq!(views[0].workload, WorkloadRef { kind: "Rollout".into(), name: "canary".into(), uid: "r-uid".into() });
+    let views = list!(
+        &log.index,
+        KubeWorkloads,
+        InventoryFilter {
+            name: Some("canary".into()),
+            ..in_cluster(C1)
+        }
+    );
+    assert_eq!(
+        views[0].workload,
+        WorkloadRef {
+            kind: "Rollout".into(),
+            name: "canary".into(),
+            uid: "r-uid".into()
+        }
+    );
 }
 
 #[test]
@@ -699,7 +1109,11 @@ fn owner_cycles_end() {
     let mut log = Log::with_clusters(&[C1]);
     let mut a = mk_rs("a", "ns", None);
     let b = mk_rs("b", "ns", Some(&a));
-    a.owner = Some(OwnerRef { kind: "ReplicaSet".into(), name: "b".into(), uid: uid("b") });
+    a.owner = Some(OwnerRef {
+        kind: "ReplicaSet".into(),
+        name: "b".into(),
+        uid: uid("b"),
+    });
     let pod = mk_pod("p", "ns", Some(&a));
     log.apply(C1, &[&a, &b, &pod]);
     let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
@@ -718,48 +1132,127 @@ fn services_bind_to_backends_through_endpoint_slices_whatever_made_the_pods() {
     let ds = mk_workload(K::DaemonSet, "agent", "ops", None);
     let agent = placed(mk_pod("agent-x", "ops", Some(&ds)), "n1", "10.0.1.1", false);
     let rs = mk_rs("cache-5d", "ops", None);
-    let cache = placed(mk_pod("cache-5d-a", "ops", Some(&rs)), "n2", "10.0.2.1", false);
+    let cache = placed(
+        mk_pod("cache-5d-a", "ops", Some(&rs)),
+        "n2",
+        "10.0.2.1",
+        false,
+    );
     let node = mk_node("n1", "m1");
-    let etcd = placed(mk_pod("etcd-n1", "ops", Some(&node)), "n1", "10.0.1.2", false);
+    let etcd = placed(
+        mk_pod("etcd-n1", "ops", Some(&node)),
+        "n1",
+        "10.0.1.2",
+        false,
+    );
     let service = mk_service("mixed", "ops");
     let slice_a = mk_slice("mixed-abc", "ops", "mixed", &[&agent, &cache]);
     let mut slice_b = mk_slice("mixed-def", "ops", "mixed", &[&etcd]);
     if let ObjectDetails::EndpointSlice { endpoints, .. } = &mut slice_b.details {
-        endpoints.push(SliceEndpoint { addresses: vec!["172.16.0.9".into()], ready: false, pod_uid: None, node_name: String::new() });
+        endpoints.push(SliceEndpoint {
+            addresses: vec!["172.16.0.9".into()],
+            ready: false,
+            pod_uid: None,
+            node_name: String::new(),
+        });
     }
     let other_ns_slice = mk_slice("mixed-zzz", "elsewhere", "mixed", &[&agent]);
     let lonely = mk_service("lonely", "ops");
-    log.apply(C1, &[&ds, &agent, &rs, &cache, &node, &etcd, &service, &slice_a, &slice_b, &other_ns_slice, &lonely]);
+    log.apply(
+        C1,
+        &[
+            &ds,
+            &agent,
+            &rs,
+            &cache,
+            &node,
+            &etcd,
+            &service,
+            &slice_a,
+            &slice_b,
+            &other_ns_slice,
+            &lonely,
+        ],
+    );
 
     let views = list!(&log.index, VirtualServices, in_cluster(C1));
     assert_eq!(names(&views, |s| &s.name), ["lonely", "mixed"]);
     assert!(views[0].backends.is_empty() && views[0].workloads.is_empty());
     let mixed = &views[1];
-    assert_eq!((mixed.service_type.as_str(), mixed.cluster_ips.clone()), ("ClusterIP", vec!["10.96.0.10".to_owned()]));
+    assert_eq!(
+        (mixed.service_type.as_str(), mixed.cluster_ips.clone()),
+        ("ClusterIP", vec!["10.96.0.10".to_owned()])
+    );
     assert_eq!(mixed.ports[0].port, 80);
     assert_eq!(mixed.ports[0].target_port, "http");
-    assert_eq!(mixed.backend_ports, [SlicePort { name: "http".into(), port: 8080, protocol: "TCP".into() }]);
+    assert_eq!(
+        mixed.backend_ports,
+        [SlicePort {
+            name: "http".into(),
+            port: 8080,
+            protocol: "TCP".into()
+        }]
+    );
     assert_eq!(mixed.selector["app"], "mixed");
     let backend = |name: &str| -> &BackendView {
-        mixed.backends.iter().find(|b| b.pod.as_ref().is_some_and(|p| p.name == name)).unwrap()
+        mixed
+            .backends
+            .iter()
+            .find(|b| b.pod.as_ref().is_some_and(|p| p.name == name))
+            .unwrap()
     };
-    assert_eq!(backend("agent-x").workload, Some(workload("DaemonSet", "agent")));
+    assert_eq!(
+        backend("agent-x").workload,
+        Some(workload("DaemonSet", "agent"))
+    );
     assert_eq!(backend("agent-x").addresses, ["10.0.1.1"]);
     assert_eq!(backend("agent-x").node_name, "n1");
-    assert_eq!(backend("cache-5d-a").workload, Some(workload("ReplicaSet", "cache-5d")));
-    assert_eq!(backend("etcd-n1").workload, Some(workload("Pod", "etcd-n1")));
+    assert_eq!(
+        backend("cache-5d-a").workload,
+        Some(workload("ReplicaSet", "cache-5d"))
+    );
+    assert_eq!(
+        backend("etcd-n1").workload,
+        Some(workload("Pod", "etcd-n1"))
+    );
     let external = mixed.backends.iter().find(|b| b.pod.is_none()).unwrap();
-    assert_eq!((external.addresses.clone(), external.ready, external.workload.clone()), (vec!["172.16.0.9".to_owned()], false, None));
-    assert_eq!(mixed.backends.len(), 4, "slices of the same service name in another namespace do not count");
+    assert_eq!(
+        (
+            external.addresses.clone(),
+            external.ready,
+            external.workload.clone()
+        ),
+        (vec!["172.16.0.9".to_owned()], false, None)
+    );
+    assert_eq!(
+        mixed.backends.len(),
+        4,
+        "slices of the same service name in another namespace do not count"
+    );
     assert_eq!(
         mixed.workloads,
-        [workload("DaemonSet", "agent"), workload("Pod", "etcd-n1"), workload("ReplicaSet", "cache-5d")]
+        [
+            workload("DaemonSet", "agent"),
+            workload("Pod", "etcd-n1"),
+            workload("ReplicaSet", "cache-5d")
+        ]
     );
 
     // a backend pod that goes away leaves the endpoint unbound until the slice changes
     log.delete(C1, ResourceKind::Pod, "cache-5d-a");
-    let views = list!(&log.index, VirtualServices, InventoryFilter { name: Some("mixed".into()), namespace: Some("ops".into()), ..in_cluster(C1) });
-    assert_eq!(views[0].backends.iter().filter(|b| b.pod.is_some()).count(), 2);
+    let views = list!(
+        &log.index,
+        VirtualServices,
+        InventoryFilter {
+            name: Some("mixed".into()),
+            namespace: Some("ops".into()),
+            ..in_cluster(C1)
+        }
+    );
+    assert_eq!(
+        views[0].backends.iter().filter(|b| b.pod.is_some()).count(),
+        2
+    );
 }
 
 // --- namespaces -------------------------------------------------------------------------------------
@@ -773,7 +1266,14 @@ fn namespaces_are_listed_per_cluster() {
     assert_eq!(names(&listed, |n| &n.name), ["data", "shop"]);
     assert_eq!(listed[0].uid, uid("data"));
     assert_eq!(listed[0].labels["app"], "data");
-    let named = list!(&log.index, Namespaces, InventoryFilter { name: Some("HO".into()), ..in_cluster(C1) });
+    let named = list!(
+        &log.index,
+        Namespaces,
+        InventoryFilter {
+            name: Some("HO".into()),
+            ..in_cluster(C1)
+        }
+    );
     assert_eq!(names(&named, |n| &n.name), ["shop"]);
 }
 
@@ -790,15 +1290,40 @@ fn digests_page_through_uids_in_order() {
     log.apply(C1, &[&mk_node("n1", "m")]);
     log.apply(C2, &[&mk_pod("p9", "ns", None)]);
     let page1 = log.index.digest(C1, ResourceKind::Pod, None, 2);
-    assert_eq!(page1, [(uid("p1"), "v-p1".to_owned()), (uid("p2"), "v-p2".to_owned())]);
-    let page2 = log.index.digest(C1, ResourceKind::Pod, Some(&page1[1].0), 2);
-    assert_eq!(page2.iter().map(|e| e.0.clone()).collect::<Vec<_>>(), [uid("p3"), uid("p4")]);
-    let last = log.index.digest(C1, ResourceKind::Pod, Some(&page2[1].0), 2);
+    assert_eq!(
+        page1,
+        [
+            (uid("p1"), "v-p1".to_owned()),
+            (uid("p2"), "v-p2".to_owned())
+        ]
+    );
+    let page2 = log
+        .index
+        .digest(C1, ResourceKind::Pod, Some(&page1[1].0), 2);
+    assert_eq!(
+        page2.iter().map(|e| e.0.clone()).collect::<Vec<_>>(),
+        [uid("p3"), uid("p4")]
+    );
+    let last = log
+        .index
+        .digest(C1, ResourceKind::Pod, Some(&page2[1].0), 2);
     assert_eq!(last.len(), 1, "fewer than the limit: the end");
-    assert!(log.index.digest(C1, ResourceKind::Pod, Some(&last[0].0), 2).is_empty());
+    assert!(
+        log.index
+            .digest(C1, ResourceKind::Pod, Some(&last[0].0), 2)
+            .is_empty()
+    );
     assert_eq!(log.index.digest(C1, ResourceKind::Node, None, 10).len(), 1);
-    assert!(log.index.digest(C1, ResourceKind::Service, None, 10).is_empty());
-    assert!(log.index.digest("c9", ResourceKind::Pod, None, 10).is_empty());
+    assert!(
+        log.index
+            .digest(C1, ResourceKind::Service, None, 10)
+            .is_empty()
+    );
+    assert!(
+        log.index
+            .digest("c9", ResourceKind::Pod, None, 10)
+            .is_empty()
+    );
 }
 
 #[test]
@@ -808,10 +1333,21 @@ fn a_checkpoint_restores_the_same_state() {
     let rs = mk_rs("web-1", "shop", Some(&deploy));
     let pod = mk_pod("web-1-a", "shop", Some(&rs));
     let mut annotated = mk_pod("web-1-b", "shop", Some(&rs));
-    annotated.annotations.insert("bulkhead.io/role".into(), "front".into());
+    annotated
+        .annotations
+        .insert("bulkhead.io/role".into(), "front".into());
     log.apply(
         C1,
-        &[&mk_namespace("shop"), &mk_node("n1", "m1"), &deploy, &rs, &pod, &annotated, &mk_service("web", "shop"), &mk_slice("web-x", "shop", "web", &[&pod])],
+        &[
+            &mk_namespace("shop"),
+            &mk_node("n1", "m1"),
+            &deploy,
+            &rs,
+            &pod,
+            &annotated,
+            &mk_service("web", "shop"),
+            &mk_slice("web-x", "shop", "web", &[&pod]),
+        ],
     );
     log.event(
         C1,
@@ -829,12 +1365,27 @@ fn a_checkpoint_restores_the_same_state() {
     let bytes = rmp_serde::to_vec_named(&log.index).unwrap();
     let restored: Index = rmp_serde::from_slice(&bytes).unwrap();
     assert_eq!(restored.clusters, log.index.clusters);
-    for what in [InventoryQueryKind::PodWorkloads, InventoryQueryKind::KubeWorkloads, InventoryQueryKind::VirtualServices, InventoryQueryKind::HostWorkloads] {
-        assert_eq!(ask(&restored, what.clone(), Default::default()), ask(&log.index, what, Default::default()));
+    for what in [
+        InventoryQueryKind::PodWorkloads,
+        InventoryQueryKind::KubeWorkloads,
+        InventoryQueryKind::VirtualServices,
+        InventoryQueryKind::HostWorkloads,
+    ] {
+        assert_eq!(
+            ask(&restored, what.clone(), Default::default()),
+            ask(&log.index, what, Default::default())
+        );
     }
-    let creds = ClusterCredentials { cluster_id: C1.into(), token: "token-c1".into() };
+    let creds = ClusterCredentials {
+        cluster_id: C1.into(),
+        token: "token-c1".into(),
+    };
     assert_eq!(restored.verify(&creds), Ok(()));
-    assert_eq!(restored.pooled_strings(), log.index.pooled_strings(), "re-interned, nothing duplicated");
+    assert_eq!(
+        restored.pooled_strings(),
+        log.index.pooled_strings(),
+        "re-interned, nothing duplicated"
+    );
 }
 
 #[test]
@@ -843,7 +1394,8 @@ fn strings_nobody_uses_leave_the_pool() {
     let pods: Vec<ObservedObject> = (0..50)
         .map(|i| {
             let mut pod = mk_pod(&format!("p{i}"), &format!("ns-{i}"), None);
-            pod.labels.insert("pod-template-hash".into(), format!("hash-{i}"));
+            pod.labels
+                .insert("pod-template-hash".into(), format!("hash-{i}"));
             pod
         })
         .collect();
@@ -855,11 +1407,18 @@ fn strings_nobody_uses_leave_the_pool() {
         log.delete(C1, ResourceKind::Pod, &format!("p{i}"));
     }
     log.index.sweep_pool();
-    assert!(log.index.pooled_strings() + 100 <= full, "{} of {full} left", log.index.pooled_strings());
+    assert!(
+        log.index.pooled_strings() + 100 <= full,
+        "{} of {full} left",
+        log.index.pooled_strings()
+    );
 
     // shared strings are shared: one allocation for the namespace of many pods
     let mut log = Log::with_clusters(&[C1]);
-    log.apply(C1, &[&mk_pod("a", "shop", None), &mk_pod("b", "shop", None)]);
+    log.apply(
+        C1,
+        &[&mk_pod("a", "shop", None), &mk_pod("b", "shop", None)],
+    );
     let cluster = log.index.cluster(C1).unwrap();
     let a = cluster.object(ResourceKind::Pod, &uid("a")).unwrap();
     let b = cluster.object(ResourceKind::Pod, &uid("b")).unwrap();

@@ -129,7 +129,7 @@ impl TypedBus {
     /// else happens and the loop goes on.
     pub async fn answer_requests<Q, R, F, Fut>(
         &self,
-        mut requests: Subscription,
+        requests: Subscription,
         in_flight: usize,
         stop: &CancellationToken,
         handle: F,
@@ -137,6 +137,26 @@ impl TypedBus {
         Q: WireMessage,
         R: WireMessage,
         F: Fn(Q) -> Fut,
+        Fut: Future<Output = R> + Send + 'static,
+    {
+        self.answer_enveloped_requests(requests, in_flight, stop, |decoded: Decoded<Q>| {
+            handle(decoded.message)
+        })
+        .await
+    }
+
+    /// Like [`TypedBus::answer_requests`], for handlers that need the envelope too (its id is
+    /// a command's idempotency key).
+    pub async fn answer_enveloped_requests<Q, R, F, Fut>(
+        &self,
+        mut requests: Subscription,
+        in_flight: usize,
+        stop: &CancellationToken,
+        handle: F,
+    ) where
+        Q: WireMessage,
+        R: WireMessage,
+        F: Fn(Decoded<Q>) -> Fut,
         Fut: Future<Output = R> + Send + 'static,
     {
         let slots = Arc::new(Semaphore::new(in_flight));
@@ -164,7 +184,7 @@ impl TypedBus {
             let span =
                 tracing::debug_span!("request", subject = %message.subject, r#type = Q::TYPE);
             telemetry::follow_trace_context(&decoded.envelope, &span);
-            let answer = handle(decoded.message);
+            let answer = handle(decoded);
             let bus = self.clone();
             tokio::spawn(
                 async move {
