@@ -8,6 +8,25 @@ use serde_json::Value;
 
 use crate::cli::{Output, RemoteArgs, resolve_api_key};
 
+/// Writes a line to stdout; when the reader has gone (`bulkhead ... | head`), ends the process
+/// quietly instead of panicking, as a command in a pipe is expected to.
+pub fn emit(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if let Err(error) = writeln!(std::io::stdout(), "{line}") {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("error: cannot write the output: {error}");
+        std::process::exit(1);
+    }
+}
+
+/// `println!` for the CLI's output: see [`emit`].
+macro_rules! out {
+    ($($arg:tt)*) => { $crate::client::emit(format_args!($($arg)*)) };
+}
+pub(crate) use out;
+
 pub struct Client {
     http: reqwest::Client,
     base: String,
@@ -79,7 +98,7 @@ impl Client {
         let body = self.send(reqwest::Method::GET, "/health", None).await?;
         let status = body["status"].as_str().ok_or_else(|| api_error(&body))?;
         match output {
-            Output::Json => println!("{}", serde_json::to_string_pretty(&body)?),
+            Output::Json => out!("{}", serde_json::to_string_pretty(&body)?),
             Output::Table => {
                 let mut table = Table::new();
                 table.set_header(["SERVICE", "STATE", "INSTANCES"]);
@@ -93,7 +112,7 @@ impl Client {
                         .join(", ");
                     table.add_row([text(&service["name"]), text(&service["state"]), instances]);
                 }
-                println!("{table}\nstatus: {status}");
+                out!("{table}\nstatus: {status}");
             }
         }
         Ok(if status == "healthy" {
@@ -112,7 +131,7 @@ pub fn print(
     columns: &[(&str, &str)],
 ) -> anyhow::Result<()> {
     if output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(answer)?);
+        out!("{}", serde_json::to_string_pretty(answer)?);
         return Ok(());
     }
     let mut table = Table::new();
@@ -120,7 +139,7 @@ pub fn print(
     for row in rows {
         table.add_row(columns.iter().map(|(_, key)| text(&row[*key])));
     }
-    println!("{table}");
+    out!("{table}");
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::cli::Output;
-use crate::client::{Client, print, text};
+use crate::client::{Client, out, print, text};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InventoryCommand {
@@ -212,8 +212,8 @@ async fn cluster(
                 CLUSTER_COLUMNS,
             )?;
             if output == Output::Table {
-                println!("cluster id:    {}", text(&created["cluster_id"]));
-                println!(
+                out!("cluster id:    {}", text(&created["cluster_id"]));
+                out!(
                     "cluster token: {}   (shown this once: give it to clusterlink now)",
                     text(&created["container_cluster_token"])
                 );
@@ -240,7 +240,7 @@ async fn cluster(
         ClusterCommand::Delete { id } => {
             client.call(Method::DELETE, &one(id), None).await?;
             if output == Output::Table {
-                println!("deleted container cluster {id}");
+                out!("deleted container cluster {id}");
             }
         }
     }
@@ -257,7 +257,7 @@ async fn show(client: &Client, output: Output, path: &str) -> anyhow::Result<()>
     )?;
     if output == Output::Table {
         for error in cluster["errors"].as_array().into_iter().flatten() {
-            println!(
+            out!(
                 "error: {} {} on nodes {}",
                 text(&error["error_type"]),
                 text(&error["machine_id"]),

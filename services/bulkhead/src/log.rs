@@ -6,7 +6,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::cli::Output;
-use crate::client::{Client, print, text};
+use crate::client::{Client, out, print, text};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum LogCommand {
@@ -61,7 +61,7 @@ pub async fn run(client: &Client, output: Output, command: LogCommand) -> anyhow
                 ],
             )?;
             if output == Output::Table {
-                println!("last seq: {}", text(&page["last_seq"]));
+                out!("last seq: {}", text(&page["last_seq"]));
             }
         }
         LogCommand::AddLearner { node_id, addr } => {

@@ -8,6 +8,7 @@
 
 mod cli;
 mod client;
+mod demo;
 mod inventory;
 mod log;
 mod serve;

@@ -66,6 +66,15 @@ pub enum Service {
         #[arg(long)]
         init: bool,
     },
+    /// The inventory: clusters, nodes, pods, workloads, services (a projection of the log).
+    Inventory {
+        /// Where inventory keeps its checkpoint [default: /var/lib/bulkhead/inventory].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// A cluster is online while its last heartbeat is at most this old [default: 60].
+        #[arg(long)]
+        online_period_secs: Option<u64>,
+    },
     /// The cluster watcher: reports a Kubernetes cluster's objects to inventory.
     Clusterlink {
         #[command(flatten)]
@@ -83,6 +92,7 @@ struct ServeConfig {
     api: ApiSection,
     eventlog: bulkhead_eventlog::EventlogConfig,
     clusterlink: bulkhead_clusterlink::ClusterlinkConfig,
+    inventory: bulkhead_inventory::InventoryConfig,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -104,6 +114,7 @@ impl Default for ServeConfig {
             api: ApiSection::default(),
             eventlog: bulkhead_eventlog::EventlogConfig::default(),
             clusterlink: bulkhead_clusterlink::ClusterlinkConfig::default(),
+            inventory: bulkhead_inventory::InventoryConfig::default(),
         }
     }
 }
@@ -148,6 +159,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .set("eventlog.init", init.then_some(true));
             "eventlog"
         }
+        Service::Inventory {
+            data_dir,
+            online_period_secs,
+        } => {
+            flags = flags
+                .set("inventory.data_dir", data_dir.clone())
+                .set("inventory.online_period_secs", *online_period_secs);
+            "inventory"
+        }
         Service::Clusterlink { args } => {
             flags = args.clone().flags(flags, "clusterlink");
             "clusterlink"
@@ -186,6 +206,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Service::Eventlog { .. } => {
             supervisor.spawn_service("eventlog", &config.instance, |health, shutdown| {
                 bulkhead_eventlog::run(config.eventlog, bus, health, shutdown)
+            });
+        }
+        Service::Inventory { .. } => {
+            supervisor.spawn_service("inventory", &config.instance, |health, shutdown| {
+                bulkhead_inventory::run(config.inventory, bus, health, shutdown)
             });
         }
         Service::Clusterlink { .. } => {

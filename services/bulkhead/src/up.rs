@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use bulkhead_eventlog::EventlogConfig;
+use bulkhead_inventory::InventoryConfig;
 use bulkhead_runtime::bus::{InProcessBus, TypedBus};
 use bulkhead_runtime::{shutdown, telemetry};
 
 use crate::cli::DEFAULT_DATA_DIR;
+use crate::demo;
 use crate::supervisor::Supervisor;
 
 #[derive(Debug, clap::Args)]
@@ -23,6 +25,10 @@ pub struct UpArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "127.0.0.1:9464")]
     pub admin_listen: SocketAddr,
+    /// Also start a simulated Kubernetes cluster running a small multi-tier app, paired to this
+    /// control plane (kubeconfig in <data-dir>/demo.kubeconfig).
+    #[arg(long)]
+    pub demo: bool,
 }
 
 pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
@@ -36,11 +42,22 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
         bulkhead_eventlog::run(eventlog_config, log_bus, health, shutdown)
     });
 
+    let inventory_config = InventoryConfig::embedded(args.data_dir.join("inventory"));
+    let inventory_bus = bus.clone();
+    supervisor.spawn_service("inventory", "1", |health, shutdown| {
+        bulkhead_inventory::run(inventory_config, inventory_bus, health, shutdown)
+    });
+    let expected_services = vec!["api".to_owned(), "eventlog".into(), "inventory".into()];
+    if args.demo {
+        // Its clusterlink reports through the cluster's own state (`bulkhead cluster list`).
+        demo::start(&mut supervisor, bus.clone(), &args.data_dir).await?;
+    }
+
     let api = bulkhead_api::bind(
         bulkhead_api::ApiConfig {
             listen: args.listen,
             data_dir: args.data_dir.clone(),
-            expected_services: vec!["api".into(), "eventlog".into()],
+            expected_services,
         },
         bus.clone(),
     )
@@ -71,6 +88,23 @@ fn print_banner(args: &UpArgs, api: SocketAddr, admin: SocketAddr, new_key: Opti
             key_file.display()
         );
         println!("    {key}");
+    }
+    if args.demo {
+        let kubeconfig = demo::kubeconfig_path(&args.data_dir);
+        println!();
+        println!(
+            "  Demo cluster (simulated Kubernetes API), kubeconfig {}:",
+            kubeconfig.display()
+        );
+        println!(
+            "    kubectl --kubeconfig {} get pods -A",
+            kubeconfig.display()
+        );
+        println!(
+            "    kubectl --kubeconfig {} -n shop scale deployment/frontend --replicas=5",
+            kubeconfig.display()
+        );
+        println!("    bulkhead --server http://{api} container-workloads");
     }
     println!();
     println!("Try:  bulkhead --server http://{api} health");

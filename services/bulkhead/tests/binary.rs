@@ -283,3 +283,126 @@ fn serve_refuses_a_missing_config_file() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
 }
+
+/// Polls the CLI until `check` accepts its JSON output, at most `within`.
+fn eventually_json(
+    dir: &Path,
+    args: &[&str],
+    within: Duration,
+    check: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + within;
+    loop {
+        let out = cli(dir, args);
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if out.status.success() && check(&json) {
+            return json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{args:?} never satisfied the check: {json} {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn up_demo_shows_a_live_inventory_that_follows_kubectl_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let base = format!("http://{listen}");
+    let args = [
+        "up",
+        "--demo",
+        "--listen",
+        &listen,
+        "--admin-listen",
+        "127.0.0.1:0",
+    ];
+    let mut up = Process::spawn(&args, dir.path());
+    wait_healthy(&format!("{base}/api/v2/health"), Duration::from_secs(30));
+
+    let frontends = |json: &serde_json::Value| {
+        json.as_array().map_or(0, |pods| {
+            pods.iter()
+                .filter(|p| {
+                    p["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("frontend-"))
+                })
+                .count()
+        })
+    };
+    let list = [
+        "--server",
+        &base,
+        "--output",
+        "json",
+        "container-workloads",
+        "--namespace",
+        "shop",
+    ];
+    let kubeconfig = dir.path().join("bulkhead-data/demo.kubeconfig");
+    let kubectl = |args: &[&str]| {
+        let out = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let replicas: usize = kubectl(&[
+        "-n",
+        "shop",
+        "get",
+        "deployment/frontend",
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ])
+    .trim()
+    .parse()
+    .unwrap();
+    let pods = eventually_json(dir.path(), &list, Duration::from_secs(30), |j| {
+        frontends(j) == replicas
+    });
+    assert!(
+        pods.as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["ips"].as_array().is_some_and(|ips| !ips.is_empty())),
+        "{pods}"
+    );
+
+    kubectl(&[
+        "-n",
+        "shop",
+        "scale",
+        "deployment/frontend",
+        &format!("--replicas={}", replicas + 2),
+    ]);
+    eventually_json(dir.path(), &list, Duration::from_secs(30), |j| {
+        frontends(j) == replicas + 2
+    });
+
+    let clusters = ["--server", &base, "--output", "json", "cluster", "list"];
+    let before = eventually_json(dir.path(), &clusters, Duration::from_secs(10), |j| {
+        j.as_array().is_some_and(|c| c.len() == 1)
+    });
+    assert!(up.terminate(Duration::from_secs(5)).success());
+
+    // The cluster lives in the event log in the data dir: a restart finds it, same id.
+    let mut again = Process::spawn(&args, dir.path());
+    wait_healthy(&format!("{base}/api/v2/health"), Duration::from_secs(30));
+    let after = eventually_json(dir.path(), &clusters, Duration::from_secs(10), |j| {
+        j.as_array().is_some_and(|c| c.len() == 1)
+    });
+    assert_eq!(after[0]["cluster_id"], before[0]["cluster_id"]);
+    assert!(again.terminate(Duration::from_secs(5)).success());
+}

@@ -2,7 +2,7 @@
 //!
 //! It owns the whole run: Bulkhead's event log with 1 and 3 replicas (`bulkhead serve
 //! eventlog` processes, appended to over NATS as services do), JetStream R1 and R3 on file
-//! storage, and the floors under them (sled with a flush per write, NATS core request/reply),
+//! storage, and the floors under them (sled with every write flushed, NATS core request/reply),
 //! all driven by the same client loop over the same matrix of event sizes and client counts;
 //! then leader-kill recovery with 3 replicas. It prints one markdown table per scenario with
 //! the ratios to JetStream and to the floors (`docs/performance.md` holds a full run).
