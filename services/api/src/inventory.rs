@@ -12,12 +12,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use bulkhead_runtime::bus::BusError;
+use bulkhead_schema::Subject;
 use bulkhead_schema::messages::inventory::{
     ClusterCommand, ClusterCommandReply, ClusterView, InventoryFilter, InventoryItems,
     InventoryQuery, InventoryQueryKind, InventoryRejection, InventoryReply,
 };
-use bulkhead_schema::{Subject, WireMessage};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
@@ -43,29 +42,6 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(list_container_workloads))
         .routes(routes!(list_kubernetes_workloads))
         .routes(routes!(list_virtual_services))
-}
-
-/// Asks inventory over the bus; an inventory that cannot be reached is a 503.
-async fn ask<Q: WireMessage, R: WireMessage>(
-    state: &AppState,
-    subject: &Subject,
-    request: &Q,
-) -> Result<R, HttpError> {
-    match state
-        .bus
-        .request::<Q, R>(subject, request, INVENTORY_TIMEOUT)
-        .await
-    {
-        Ok(reply) => Ok(reply.message),
-        Err(error @ (BusError::NoResponders(_) | BusError::Timeout { .. })) => Err(HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the inventory service is unreachable: {error}"),
-        )),
-        Err(error) => Err(HttpError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("the inventory service answered badly: {error}"),
-        )),
-    }
 }
 
 fn refused(kind: InventoryRejection, reason: String) -> HttpError {
@@ -150,7 +126,15 @@ async fn list(
     scope: OrgScope,
     query: InventoryQuery,
 ) -> Result<Listing, HttpError> {
-    match ask(state, &Subject::inventory_query(), &query).await? {
+    match state
+        .ask(
+            "inventory service",
+            INVENTORY_TIMEOUT,
+            &Subject::inventory_query(),
+            &query,
+        )
+        .await?
+    {
         InventoryReply::Page(page) => Ok(Listing(page.total, items(scope, page.items))),
         InventoryReply::Rejected { kind, reason } => Err(refused(kind, reason)),
     }
@@ -210,7 +194,15 @@ async fn command(
     state: &AppState,
     command: ClusterCommand,
 ) -> Result<ClusterCommandReply, HttpError> {
-    match ask(state, &Subject::inventory_command(), &command).await? {
+    match state
+        .ask(
+            "inventory service",
+            INVENTORY_TIMEOUT,
+            &Subject::inventory_command(),
+            &command,
+        )
+        .await?
+    {
         ClusterCommandReply::Rejected { kind, reason } => Err(refused(kind, reason)),
         ClusterCommandReply::Unavailable { reason } => {
             Err(HttpError::new(StatusCode::SERVICE_UNAVAILABLE, reason))

@@ -48,10 +48,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use bulkhead_runtime::bus::{TypedBus, TypedSubscription};
+use bulkhead_runtime::bus::{BusError, TypedBus, TypedSubscription};
 use bulkhead_runtime::health::{HEARTBEAT_INTERVAL, Health};
-use bulkhead_schema::Subject;
 use bulkhead_schema::messages::health::ServiceHeartbeat;
+use bulkhead_schema::{Subject, WireMessage};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +77,31 @@ pub(crate) struct AppState {
 }
 
 impl AppState {
+    /// Asks the service that owns the data over the bus; one that cannot be reached is a 503,
+    /// one that answers what this build cannot read a 502.
+    pub(crate) async fn ask<Q: WireMessage, R: WireMessage>(
+        &self,
+        service: &str,
+        timeout: std::time::Duration,
+        subject: &Subject,
+        request: &Q,
+    ) -> Result<R, error::HttpError> {
+        use axum::http::StatusCode;
+        match self.bus.request::<Q, R>(subject, request, timeout).await {
+            Ok(reply) => Ok(reply.message),
+            Err(error @ (BusError::NoResponders(_) | BusError::Timeout { .. })) => {
+                Err(error::HttpError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the {service} is unreachable: {error}"),
+                ))
+            }
+            Err(error) => Err(error::HttpError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("the {service} answered badly: {error}"),
+            )),
+        }
+    }
+
     fn board(&self) -> MutexGuard<'_, health::HealthBoard> {
         // Heartbeats keep rewriting the board, so one a panic left mid-update is still usable.
         self.board

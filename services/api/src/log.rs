@@ -8,12 +8,11 @@ use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use base64::Engine;
-use bulkhead_runtime::bus::BusError;
+use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::{
     LogMember, LogStatus, MembershipReply, MembershipRequest, ReadReply, ReadRequest,
     RecordedEvent, StatusRequest,
 };
-use bulkhead_schema::{Subject, WireMessage};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
@@ -35,34 +34,17 @@ pub(crate) fn routes() -> ApiRouter {
         .routes(routes!(remove_member))
 }
 
-/// Asks the event log over the bus; a log that cannot be reached is a 503.
-async fn ask<Q: WireMessage, R: WireMessage>(
-    state: &AppState,
-    subject: &Subject,
-    request: &Q,
-) -> Result<R, HttpError> {
-    match state
-        .bus
-        .request::<Q, R>(subject, request, LOG_TIMEOUT)
-        .await
-    {
-        Ok(reply) => Ok(reply.message),
-        Err(error @ (BusError::NoResponders(_) | BusError::Timeout { .. })) => Err(HttpError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the event log is unreachable: {error}"),
-        )),
-        Err(error) => Err(HttpError::new(
-            StatusCode::BAD_GATEWAY,
-            format!("the event log answered badly: {error}"),
-        )),
-    }
-}
-
 /// The log's status as its leader sees it (the `eventlog.LogStatus` JSON Schema in `schema/json/`).
 #[utoipa::path(get, path = "/status", tag = "log",
     responses((status = 200, description = "Leader, term, commit index, last sequence number, members, replication lag", body = Object)))]
 async fn get_status(State(state): State<AppState>) -> Result<Json<LogStatus>, HttpError> {
-    ask(&state, &Subject::eventlog_status(), &StatusRequest {})
+    state
+        .ask(
+            "event log",
+            LOG_TIMEOUT,
+            &Subject::eventlog_status(),
+            &StatusRequest {},
+        )
         .await
         .map(Json)
 }
@@ -130,12 +112,14 @@ async fn list_events(
             format!("limit must be between 1 and {MAX_PAGE}"),
         ));
     }
-    match ask(
-        &state,
-        &Subject::eventlog_read(),
-        &ReadRequest { from_seq, limit },
-    )
-    .await?
+    match state
+        .ask(
+            "event log",
+            LOG_TIMEOUT,
+            &Subject::eventlog_read(),
+            &ReadRequest { from_seq, limit },
+        )
+        .await?
     {
         ReadReply::Events { events, last_seq } => {
             let next_from = events
@@ -186,7 +170,15 @@ async fn change(
     state: &AppState,
     request: MembershipRequest,
 ) -> Result<Json<Membership>, HttpError> {
-    match ask(state, &Subject::eventlog_membership(), &request).await? {
+    match state
+        .ask(
+            "event log",
+            LOG_TIMEOUT,
+            &Subject::eventlog_membership(),
+            &request,
+        )
+        .await?
+    {
         MembershipReply::Changed { voters, learners } => Ok(Json(Membership {
             voters: members(voters),
             learners: members(learners),

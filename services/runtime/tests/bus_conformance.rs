@@ -407,3 +407,24 @@ conformance!(
     typed_subscriber_survives_bad_input,
     answered_requests_and_refused_bad_ones,
 );
+
+/// `connect` returns at once and connects in the background; until the server has told its
+/// limit, the bus must not refuse every message as too large.
+#[tokio::test]
+async fn nats_bus_accepts_messages_before_the_server_is_reached() {
+    let port = bulkhead_runtime::testing::free_port();
+    let options = bulkhead_runtime::bus::NatsOptions {
+        url: format!("nats://127.0.0.1:{port}"),
+        ..Default::default()
+    };
+    let bus = bulkhead_runtime::bus::NatsBus::connect(&options)
+        .await
+        .unwrap();
+    assert_eq!(
+        bus.max_payload(),
+        bulkhead_schema::DEFAULT_MAX_MESSAGE_BYTES
+    );
+    bus.publish(&Subject::scratch(&["early"]), Bytes::from_static(b"queued"))
+        .await
+        .expect("a small message is accepted while connecting");
+}

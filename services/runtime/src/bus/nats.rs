@@ -2,7 +2,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use async_nats::client::{PublishErrorKind, RequestErrorKind};
-use bulkhead_schema::Subject;
+use bulkhead_schema::{DEFAULT_MAX_MESSAGE_BYTES, Subject};
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -219,6 +219,11 @@ impl Bus for NatsBus {
     }
 
     fn max_payload(&self) -> usize {
-        self.client.server_info().max_payload
+        // Before the first connection (connect retries in the background) the server has not
+        // said its limit yet: assume NATS's default rather than refusing everything.
+        match self.client.server_info().max_payload {
+            0 => DEFAULT_MAX_MESSAGE_BYTES,
+            limit => limit,
+        }
     }
 }
