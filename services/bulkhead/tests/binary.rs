@@ -404,5 +404,26 @@ fn up_demo_shows_a_live_inventory_that_follows_kubectl_and_survives_a_restart() 
         j.as_array().is_some_and(|c| c.len() == 1)
     });
     assert_eq!(after[0]["cluster_id"], before[0]["cluster_id"]);
+    // The restarted simulator is a new cluster of the same shape (new pods, new uids): the
+    // resync replaces everything clusterlink reported before, and nothing stale remains.
+    let fresh = eventually_json(dir.path(), &list, Duration::from_secs(30), |j| {
+        j.as_array().is_some_and(|pods| {
+            pods.len()
+                == kubectl(&["-n", "shop", "get", "pods", "-o", "name"])
+                    .lines()
+                    .count()
+                && frontends(j) == replicas
+        })
+    });
+    let old_uids: Vec<&serde_json::Value> =
+        pods.as_array().unwrap().iter().map(|p| &p["uid"]).collect();
+    assert!(
+        fresh
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| !old_uids.contains(&&p["uid"])),
+        "no pod of the cluster before the restart is left"
+    );
     assert!(again.terminate(Duration::from_secs(5)).success());
 }
