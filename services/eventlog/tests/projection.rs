@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bulkhead_eventlog::{EventlogConfig, run};
@@ -13,10 +13,11 @@ use bulkhead_runtime::health::Health;
 use bulkhead_runtime::projection::{
     self, CheckpointStore, Projected, Projection, ProjectionOptions,
 };
-use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::{
-    AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent, RecordedEvent,
+    AppendOutcome, AppendReply, AppendRequest, CommittedEvents, ExpectedVersion, NewEvent,
+    RecordedEvent,
 };
+use bulkhead_schema::{Envelope, Subject};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
@@ -173,20 +174,35 @@ async fn catches_up_follows_and_resumes_after_restart_without_double_apply() {
     log.stop.cancel();
 }
 
-/// The in-process bus, losing every committed-events batch while `losing` is set: the log
+/// The in-process bus, losing the committed events whose sequence numbers are at least `lose_from`
+/// (and below `lose_until`, when set), whenever the log gets round to publishing them: the log
 /// publishes them, nobody receives them, as when NATS drops messages for a slow consumer.
 struct LossyBus {
     inner: InProcessBus,
-    losing: AtomicBool,
+    lose_from: AtomicU64,
+    lose_until: AtomicU64,
 }
 
 #[async_trait::async_trait]
 impl Bus for LossyBus {
     async fn publish(&self, subject: &Subject, payload: Bytes) -> Result<(), BusError> {
-        if self.losing.load(Ordering::SeqCst) && *subject == Subject::eventlog_committed() {
+        if *subject != Subject::eventlog_committed() {
+            return self.inner.publish(subject, payload).await;
+        }
+        let (from, until) = (
+            self.lose_from.load(Ordering::SeqCst),
+            self.lose_until.load(Ordering::SeqCst),
+        );
+        let mut batch = Envelope::decode::<CommittedEvents>(&payload, usize::MAX)
+            .unwrap()
+            .message;
+        batch.events.retain(|e| e.seq < from || e.seq >= until);
+        if batch.events.is_empty() {
             return Ok(());
         }
-        self.inner.publish(subject, payload).await
+        self.inner
+            .publish(subject, Envelope::encode(&batch).unwrap().into())
+            .await
     }
     async fn subscribe(&self, subject: &Subject) -> Result<Subscription, BusError> {
         self.inner.subscribe(subject).await
@@ -217,7 +233,8 @@ impl Bus for LossyBus {
 async fn start_lossy_log() -> (Log, Arc<LossyBus>) {
     let lossy = Arc::new(LossyBus {
         inner: InProcessBus::default(),
-        losing: AtomicBool::new(false),
+        lose_from: AtomicU64::new(u64::MAX),
+        lose_until: AtomicU64::new(u64::MAX),
     });
     let log = start_log_on(TypedBus::new(lossy.clone())).await;
     (log, lossy)
@@ -232,10 +249,12 @@ async fn a_gap_in_the_live_stream_is_filled_from_the_log() {
     // No idle polling within the test's time: only the gap can make it read.
     let running = start_projection(&log.bus, &db, Duration::from_secs(600));
     assert!(running.projected.wait_for(1, WAIT).await);
+    // The start-up read is over: from here on, only the live stream or a gap can bring events.
+    assert!(running.projected.wait_caught_up(WAIT).await);
 
-    lossy.losing.store(true, Ordering::SeqCst);
+    lossy.lose_until.store(7, Ordering::SeqCst);
+    lossy.lose_from.store(2, Ordering::SeqCst);
     append(&log.bus, "s", 5).await; // 2..=6, never delivered
-    lossy.losing.store(false, Ordering::SeqCst);
     assert!(
         !running
             .projected
@@ -259,7 +278,7 @@ async fn a_lost_tail_is_found_by_polling_when_idle() {
     let state_dir = tempfile::tempdir().unwrap();
     let db = sled::open(state_dir.path()).unwrap();
     let running = start_projection(&log.bus, &db, Duration::from_millis(100));
-    lossy.losing.store(true, Ordering::SeqCst);
+    lossy.lose_from.store(1, Ordering::SeqCst);
     append(&log.bus, "s", 3).await; // the last events there are: no later batch shows the gap
     assert!(
         running.projected.wait_for(3, WAIT).await,

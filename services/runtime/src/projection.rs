@@ -139,6 +139,8 @@ impl Default for ProjectionOptions {
 pub struct Projected<P> {
     state: Arc<RwLock<P>>,
     applied: watch::Receiver<u64>,
+    /// Whether the first catch-up after start has read everything the log had.
+    caught_up: watch::Receiver<bool>,
 }
 
 impl<P> Clone for Projected<P> {
@@ -146,6 +148,7 @@ impl<P> Clone for Projected<P> {
         Projected {
             state: self.state.clone(),
             applied: self.applied.clone(),
+            caught_up: self.caught_up.clone(),
         }
     }
 }
@@ -158,6 +161,15 @@ impl<P: Projection> Projected<P> {
     /// The sequence number of the last applied event.
     pub fn applied_seq(&self) -> u64 {
         *self.applied.borrow()
+    }
+
+    /// Waits until the first catch-up after start is done (a service is ready only then);
+    /// false on timeout.
+    pub async fn wait_caught_up(&self, timeout: Duration) -> bool {
+        let mut caught_up = self.caught_up.clone();
+        tokio::time::timeout(timeout, caught_up.wait_for(|&done| done))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Waits until the projection has applied `seq` (read-your-writes after an append);
@@ -187,18 +199,21 @@ pub fn start<P: Projection>(
     let (applied_seq, state) = store.load::<P>()?;
     let state = Arc::new(RwLock::new(state));
     let (applied, applied_rx) = watch::channel(applied_seq);
+    let (caught_up, caught_up_rx) = watch::channel(false);
     let runner = Runner {
         bus,
         store,
         options,
         state: state.clone(),
         applied,
+        caught_up,
         unsaved: 0,
     };
     Ok((
         Projected {
             state,
             applied: applied_rx,
+            caught_up: caught_up_rx,
         },
         runner.run(shutdown),
     ))
@@ -210,6 +225,7 @@ struct Runner<P> {
     options: ProjectionOptions,
     state: Arc<RwLock<P>>,
     applied: watch::Sender<u64>,
+    caught_up: watch::Sender<bool>,
     /// Events applied since the last checkpoint.
     unsaved: u64,
 }
@@ -234,6 +250,7 @@ impl<P: Projection> Runner<P> {
             }
         };
         self.catch_up(&shutdown).await;
+        self.caught_up.send_replace(true);
         let mut checkpoint_timer = tokio::time::interval(self.options.checkpoint_interval);
         loop {
             tokio::select! {
