@@ -29,25 +29,7 @@ impl Process {
 
     /// Sends SIGTERM and waits for the exit, at most `within`.
     fn terminate(&mut self, within: Duration) -> ExitStatus {
-        let pid = self.0.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no exit within {within:?} of SIGTERM"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        bulkhead_runtime::testing::terminate(&mut self.0, within)
     }
 
     fn stdout(&mut self) -> String {

@@ -144,26 +144,7 @@ impl Replica {
     /// SIGTERM, and the exit status within `within`.
     fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
         let mut child = self.child.take().expect("a running replica");
-        let pid = child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "replica {} did not exit within {within:?}",
-                self.id
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        bulkhead_runtime::testing::terminate(&mut child, within)
     }
 }
 

@@ -39,6 +39,28 @@ fn nats_server_binary() -> &'static str {
     );
 }
 
+/// Sends SIGTERM to `child` and returns its exit status, failing the test when it has not
+/// exited within `within`.
+pub fn terminate(child: &mut Child, within: Duration) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill runs");
+    assert!(signalled.success(), "cannot signal process {pid}");
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited for") {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} did not exit within {within:?} of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl NatsServer {
     /// Starts a server with JetStream enabled and waits until it accepts connections.
     pub fn start() -> Self {
