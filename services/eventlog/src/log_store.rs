@@ -10,6 +10,7 @@ use openraft::{
     StorageIOError, Vote,
 };
 
+use crate::flush::Flusher;
 use crate::keyspace::{KeySpace, key_space};
 use crate::{NodeId, StoreError, TypeConfig};
 
@@ -28,12 +29,14 @@ key_space!(
 #[derive(Clone)]
 pub struct LogStore {
     tree: sled::Tree,
+    flusher: Flusher,
 }
 
 impl LogStore {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: &sled::Db, flusher: Flusher) -> Result<Self, StoreError> {
         Ok(Self {
             tree: db.open_tree("raft_log")?,
+            flusher,
         })
     }
 
@@ -115,8 +118,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
         SavedVote::insert(&self.tree, (), vote).map_err(|e| StorageIOError::write_vote(&e))?;
         // A vote must survive a crash, or this replica could vote twice in one term.
-        self.tree
-            .flush_async()
+        self.flusher
+            .flush(&self.tree)
             .await
             .map_err(|e| StorageIOError::write_vote(&e))?;
         Ok(())
@@ -160,15 +163,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_entries(entries)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // openraft counts an entry towards a quorum once the callback fires: only after fsync.
-        let flushed = self.tree.flush_async().await;
+        let flushed = self.flusher.flush(&self.tree).await;
         let result = flushed
             .as_ref()
-            .map(drop)
-            .map_err(|e| io::Error::other(e.to_string()));
+            .map_err(|e| io::Error::other(e.to_string()))
+            .copied();
         callback.log_io_completed(result);
-        flushed
-            .map(drop)
-            .map_err(|e| StorageIOError::write_logs(&e).into())
+        flushed.map_err(|e| StorageIOError::write_logs(&e).into())
     }
 
     // Neither truncate nor purge flushes: sled recovers a prefix of its writes, so any later

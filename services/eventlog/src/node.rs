@@ -13,11 +13,12 @@ use bulkhead_schema::messages::eventlog::{
 use openraft::error::{InitializeError, RaftError};
 use openraft::{BasicNode, Raft, RaftMetrics, ServerState, SnapshotPolicy};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::leader::{AppendBatch, COMMIT_TIMEOUT, LeaderOp, NotLeader};
+use crate::batching::{self, BatchLimits, Batchable};
+use crate::leader::{self, AppendBatch, COMMIT_TIMEOUT, LeaderOp, NotLeader, Proposal};
 use crate::network::{Network, PeerClient};
 use crate::{
     EventReader, EventlogConfig, EventlogError, Limits, NodeId, StoreError, TypeConfig, metrics,
@@ -34,12 +35,15 @@ const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 /// Entries per AppendEntries: each holds a batch of appends, so this bounds a request's size.
 const MAX_PAYLOAD_ENTRIES: u64 = 32;
 
-/// An append waits at most this long for others to join its batch.
-const BATCH_LINGER: Duration = Duration::from_millis(1);
-const BATCH_MAX_APPENDS: usize = 256;
-const BATCH_MAX_BYTES: usize = 256 * 1024;
-/// Batches proposed and not yet decided; more appends wait in the queue and make bigger batches.
-const BATCHES_IN_FLIGHT: usize = 32;
+/// How a replica batches its clients' appends for the leader (see `batching`). Enough batches in
+/// flight that appends reach the leader while its entry is being written, to be gathered into
+/// the next one (which is where batching pays: per entry); a bound, because each batch a
+/// follower hands over costs a request to the leader.
+const APPEND_BATCHES: BatchLimits = BatchLimits {
+    in_flight: 8,
+    max_appends: 256,
+    max_bytes: 256 * 1024,
+};
 const APPEND_QUEUE: usize = 4096;
 
 /// A handed-over request waits for the leader's own commit timeout, plus the hop.
@@ -66,11 +70,23 @@ pub(crate) struct Inner {
     peers: PeerClient,
     limits: Limits,
     appends: mpsc::Sender<QueuedAppend>,
+    /// The leader's entries being gathered (`leader::propose_entries`).
+    pub(crate) proposals: mpsc::Sender<Proposal>,
 }
 
 struct QueuedAppend {
     request: AppendRequest,
     reply: oneshot::Sender<AppendReply>,
+}
+
+impl Batchable for QueuedAppend {
+    fn appends(&self) -> usize {
+        1
+    }
+
+    fn bytes(&self) -> usize {
+        request_size(&self.request)
+    }
 }
 
 impl LogNode {
@@ -131,6 +147,7 @@ impl LogNode {
         }
 
         let (appends, queue) = mpsc::channel(APPEND_QUEUE);
+        let (proposals, proposal_queue) = mpsc::channel(leader::PROPOSAL_QUEUE);
         let inner = Arc::new(Inner {
             id: config.node_id,
             raft,
@@ -138,6 +155,7 @@ impl LogNode {
             peers,
             limits: config.limits,
             appends,
+            proposals,
         });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -151,7 +169,21 @@ impl LogNode {
                 tracing::error!(%error, "the Raft listener failed");
             }
         });
-        tasks.spawn(batch_appends(inner.clone(), queue, stop.clone()));
+        let deciding = inner.clone();
+        tasks.spawn(batching::run(
+            queue,
+            APPEND_BATCHES,
+            stop.clone(),
+            move |batch| {
+                let node = deciding.clone();
+                async move { decide(&node, batch).await }
+            },
+        ));
+        tasks.spawn(leader::propose_entries(
+            inner.raft.clone(),
+            proposal_queue,
+            stop.clone(),
+        ));
         tracing::info!(node_id = config.node_id, %raft_addr, "eventlog replica started");
         Ok(LogNode {
             inner,
@@ -448,69 +480,12 @@ fn wire_size(event: &RecordedEvent) -> usize {
         + 128
 }
 
-fn request_size(request: &AppendRequest) -> usize {
+pub(crate) fn request_size(request: &AppendRequest) -> usize {
     request
         .events
         .iter()
         .map(|event| event.event_type.len() + event.data.len())
         .sum()
-}
-
-/// Gathers concurrent appends into batches and has each batch decided as one Raft entry.
-///
-/// A batch closes when it is full or when no append has come for [`BATCH_LINGER`]; while
-/// [`BATCHES_IN_FLIGHT`] batches wait to be decided, appends pile up in the queue and the next
-/// batch is bigger. That is where the throughput comes from: one fsync and one round trip per
-/// batch, not per append.
-async fn batch_appends(
-    node: Arc<Inner>,
-    mut queue: mpsc::Receiver<QueuedAppend>,
-    stop: CancellationToken,
-) {
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    loop {
-        let slot = tokio::select! {
-            _ = stop.cancelled() => break,
-            slot = slots.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
-        };
-        let first = tokio::select! {
-            _ = stop.cancelled() => break,
-            first = queue.recv() => match first {
-                Some(first) => first,
-                None => break,
-            },
-        };
-        let batch = gather(first, &mut queue).await;
-        let node = node.clone();
-        tokio::spawn(async move {
-            decide(&node, batch).await;
-            drop(slot);
-        });
-    }
-}
-
-async fn gather(
-    first: QueuedAppend,
-    queue: &mut mpsc::Receiver<QueuedAppend>,
-) -> Vec<QueuedAppend> {
-    let deadline = tokio::time::Instant::now() + BATCH_LINGER;
-    let mut bytes = request_size(&first.request);
-    let mut batch = vec![first];
-    while batch.len() < BATCH_MAX_APPENDS && bytes < BATCH_MAX_BYTES {
-        let next = match queue.try_recv() {
-            Ok(next) => next,
-            Err(mpsc::error::TryRecvError::Disconnected) => break,
-            Err(mpsc::error::TryRecvError::Empty) => {
-                match tokio::time::timeout_at(deadline, queue.recv()).await {
-                    Ok(Some(next)) => next,
-                    Ok(None) | Err(_) => break,
-                }
-            }
-        };
-        bytes += request_size(&next.request);
-        batch.push(next);
-    }
-    batch
 }
 
 async fn decide(node: &Inner, batch: Vec<QueuedAppend>) {
@@ -537,23 +512,7 @@ async fn decide(node: &Inner, batch: Vec<QueuedAppend>) {
 
 #[cfg(test)]
 mod tests {
-    use bulkhead_schema::messages::eventlog::{ExpectedVersion, NewEvent};
-
     use super::*;
-
-    fn mk_queued(bytes: usize) -> (QueuedAppend, oneshot::Receiver<AppendReply>) {
-        let (reply, answer) = oneshot::channel();
-        let request = AppendRequest {
-            stream: "s".into(),
-            expected_version: ExpectedVersion::Any,
-            idempotency_key: "k".into(),
-            events: vec![NewEvent {
-                event_type: "t".into(),
-                data: vec![0; bytes - 1],
-            }],
-        };
-        (QueuedAppend { request, reply }, answer)
-    }
 
     fn mk_event(seq: u64, bytes: usize) -> RecordedEvent {
         RecordedEvent {
@@ -565,45 +524,6 @@ mod tests {
             idempotency_key: String::new(),
             committed_at_ms: 0,
         }
-    }
-
-    #[tokio::test]
-    async fn a_batch_takes_what_is_queued_up_to_its_limits() {
-        let (sender, mut queue) = mpsc::channel(1_000);
-        let mut answers = Vec::new();
-        for _ in 0..300 {
-            let (queued, answer) = mk_queued(10);
-            answers.push(answer);
-            assert!(sender.try_send(queued).is_ok());
-        }
-        let first = queue.recv().await.unwrap();
-        assert_eq!(gather(first, &mut queue).await.len(), BATCH_MAX_APPENDS);
-        let first = queue.recv().await.unwrap();
-        assert_eq!(
-            gather(first, &mut queue).await.len(),
-            300 - BATCH_MAX_APPENDS
-        );
-
-        for _ in 0..3 {
-            let (queued, answer) = mk_queued(BATCH_MAX_BYTES / 2);
-            answers.push(answer);
-            assert!(sender.try_send(queued).is_ok());
-        }
-        let first = queue.recv().await.unwrap();
-        assert_eq!(gather(first, &mut queue).await.len(), 2, "closed by size");
-    }
-
-    #[tokio::test]
-    async fn a_lone_append_waits_only_the_linger_time() {
-        let (_sender, mut queue) = mpsc::channel(1);
-        let (first, _answer) = mk_queued(10);
-        let started = tokio::time::Instant::now();
-        assert_eq!(gather(first, &mut queue).await.len(), 1);
-        assert!(
-            started.elapsed() < BATCH_LINGER * 50,
-            "{:?}",
-            started.elapsed()
-        );
     }
 
     #[test]

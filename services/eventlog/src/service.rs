@@ -139,10 +139,17 @@ async fn publish_committed(node: &Inner, bus: &TypedBus, stop: &CancellationToke
     let subject = Subject::eventlog_committed();
     let mut metrics = node.raft.metrics();
     let mut published: Option<u64> = None;
+    let mut seen_applied = None;
     loop {
-        let leads = metrics.borrow_and_update().state == ServerState::Leader;
+        let (leads, applied) = {
+            let metrics = metrics.borrow_and_update();
+            (metrics.state == ServerState::Leader, metrics.last_applied)
+        };
         published = match published {
             _ if !leads => None,
+            // Metrics change far more often than entries are applied (replication progress,
+            // heartbeats), and only an applied entry brings events: no need to look for them.
+            Some(after) if applied == seen_applied => Some(after),
             Some(after) => Some(publish_after(node, bus, &subject, after).await),
             None => match node.reader().last_seq() {
                 Ok(applied) => Some(publish_after(node, bus, &subject, applied).await),
@@ -152,6 +159,7 @@ async fn publish_committed(node: &Inner, bus: &TypedBus, stop: &CancellationToke
                 }
             },
         };
+        seen_applied = applied;
         tokio::select! {
             _ = stop.cancelled() => break,
             changed = metrics.changed() => if changed.is_err() { break },

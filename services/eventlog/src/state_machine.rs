@@ -15,6 +15,7 @@ use openraft::{
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
 
+use crate::flush::Flusher;
 use crate::keyspace::{KeySpace, key_space};
 use crate::{AppendCommand, LogRequest, LogResponse, NodeId, StoreError, TypeConfig};
 
@@ -71,15 +72,20 @@ pub(crate) struct AppliedState {
 /// [`EventReader`] (from [`Self::reader`]) to read.
 pub struct StateMachineStore {
     tree: sled::Tree,
+    flusher: Flusher,
     // Cached because openraft asks for it often and only `apply` and `install_snapshot` change it.
     applied: AppliedState,
 }
 
 impl StateMachineStore {
-    pub(crate) fn open(db: &sled::Db) -> Result<Self, StoreError> {
+    pub(crate) fn open(db: &sled::Db, flusher: Flusher) -> Result<Self, StoreError> {
         let tree = db.open_tree("state_machine")?;
         let applied = Applied::get(&tree, ())?.unwrap_or_default();
-        Ok(Self { tree, applied })
+        Ok(Self {
+            tree,
+            flusher,
+            applied,
+        })
     }
 
     /// A cheap handle for reads, usable while openraft owns the store.
@@ -305,6 +311,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             tree: self.tree.clone(),
+            flusher: self.flusher.clone(),
             applied: self.applied.clone(),
             entries: self.dump(),
         }
@@ -324,8 +331,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let applied = self
             .replace_with(meta, snapshot.into_inner())
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.tree
-            .flush_async()
+        self.flusher
+            .flush(&self.tree)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.applied = applied;
@@ -344,6 +351,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 /// Builds a snapshot from the copy of the state taken when it was created.
 pub struct SnapshotBuilder {
     tree: sled::Tree,
+    flusher: Flusher,
     applied: AppliedState,
     // `get_snapshot_builder` cannot fail, so a failed copy is reported by `build_snapshot`.
     entries: Result<Vec<(ByteBuf, ByteBuf)>, StoreError>,
@@ -417,8 +425,8 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         // Durable before openraft purges the log the snapshot stands for: this also flushes the
         // state machine, which `apply` leaves to sled's background flush.
-        self.tree
-            .flush_async()
+        self.flusher
+            .flush(&self.tree)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         tracing::info!(snapshot = %meta, bytes = data.len(), "built snapshot");

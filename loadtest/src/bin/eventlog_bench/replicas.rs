@@ -140,6 +140,25 @@ impl Replicas {
         bail!("no replica was leader within {within:?}")
     }
 
+    /// Waits until every running replica knows the same leader: until then, appends sent to a
+    /// replica that knows none are refused (and retried), which is the cluster starting, not
+    /// the throughput of the log.
+    pub async fn settled(&self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let mut leaders = Vec::new();
+            for member in self.members.iter().filter(|m| m.process.is_some()) {
+                leaders.push(self.status(member.id).await.ok().and_then(|s| s.leader));
+            }
+            leaders.dedup();
+            if let [Some(_)] = leaders[..] {
+                return Ok(());
+            }
+            tokio::time::sleep(POLL_PAUSE).await;
+        }
+        bail!("the replicas did not agree on a leader within {within:?}")
+    }
+
     /// SIGKILLs replica `id`; returns when the signal was sent.
     pub fn kill(&mut self, id: u64) -> anyhow::Result<Instant> {
         let process = self
