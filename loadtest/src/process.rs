@@ -32,6 +32,10 @@ impl Process {
         })
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGKILLs the process, as a crash would, and returns when the signal was sent (taken just
     /// before sending, so a gap measured from it is never too short).
     pub fn kill(mut self) -> Instant {

@@ -12,6 +12,13 @@ use crate::messages::inventory::{
     InventoryReply, ObjectDetails, Observation, ObservedObject, OwnerRef, PodWorkloadView,
     ReportAck, ResourceKind, SyncState, WorkloadRef,
 };
+use crate::messages::labeling::{
+    EffectiveLabel, EffectiveLabelsView, EnforcementMode, EntityKind, EntityLabels, EntityRef,
+    Href, LabelFilter, LabelMapOrigin, LabelSource, LabelingCommand, LabelingCommandReply,
+    LabelingEvent, LabelingFilter, LabelingItem, LabelingItems, LabelingPage, LabelingQuery,
+    LabelingQueryKind, LabelingReply, OutputPosition, ProfileLabel, ProfileOrigin, ProfileSettings,
+    ProfileState, ProfileView, label_href, profile_href,
+};
 use crate::{DecodeError, Envelope, WireMessage};
 
 /// Everything the contract tests and integrators need to know of one message type.
@@ -188,6 +195,49 @@ wire_messages! {
             ],
         }]),
     }),
+    LabelingEvent => LabelingEvent::EffectiveLabels {
+        cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+        through: OutputPosition { seq: 4711, index: 0 },
+        entities: vec![example_entity_labels()],
+    },
+    LabelingCommand => LabelingCommand::CreateProfile {
+        cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+        name: "payments".into(),
+        settings: example_profile_settings(),
+    },
+    LabelingCommandReply => LabelingCommandReply::Done {
+        item: LabelingItem::Profile(ProfileView {
+            href: profile_href("c0ffee00-0000-4000-8000-000000000001", "6f1d2c3b-0000-4000-8000-00000000000a"),
+            id: "6f1d2c3b-0000-4000-8000-00000000000a".into(),
+            cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+            name: "payments".into(),
+            namespace: None,
+            origin: ProfileOrigin::PreCreated,
+            state: ProfileState::Pending,
+            settings: example_profile_settings(),
+        }),
+        pairing_key: Some("abc8aaffdb2101e13a9da02bf492badb8d09d5ce338af116d076aef77558afcd".into()),
+    },
+    LabelingQuery => LabelingQuery {
+        what: LabelingQueryKind::EffectiveLabels,
+        filter: LabelingFilter {
+            cluster_id: Some("c0ffee00-0000-4000-8000-000000000001".into()),
+            namespace: Some("shop".into()),
+            entity_kind: Some(EntityKind::Pod),
+            label: Some(LabelFilter { key: "role".into(), value: "web".into() }),
+            ..LabelingFilter::default()
+        },
+        offset: 0,
+        limit: 100,
+    },
+    LabelingReply => LabelingReply::Page(LabelingPage {
+        total: 1,
+        offset: 0,
+        items: LabelingItems::EffectiveLabels(vec![EffectiveLabelsView {
+            cluster_id: "c0ffee00-0000-4000-8000-000000000001".into(),
+            labels: example_entity_labels(),
+        }]),
+    }),
 }
 
 fn example_cluster() -> ClusterView {
@@ -209,6 +259,81 @@ fn example_cluster() -> ClusterView {
         }],
         nodes: 2,
         pods: 17,
+    }
+}
+
+/// A profile: role from annotations among two labels, loc fixed, env never.
+fn example_profile_settings() -> ProfileSettings {
+    ProfileSettings {
+        managed: true,
+        enforcement_mode: EnforcementMode::VisibilityOnly,
+        labels: vec![
+            ProfileLabel {
+                key: "env".into(),
+                assignment: None,
+                restriction: Some(vec![]),
+            },
+            ProfileLabel {
+                key: "loc".into(),
+                assignment: Some(Href::label(4)),
+                restriction: None,
+            },
+            ProfileLabel {
+                key: "role".into(),
+                assignment: None,
+                restriction: Some(vec![Href::label(1), Href::label_group(2)]),
+            },
+        ],
+    }
+}
+
+fn example_entity_labels() -> EntityLabels {
+    EntityLabels {
+        entity: EntityRef {
+            kind: EntityKind::Pod,
+            uid: "7d4e-pod-uid".into(),
+            namespace: "shop".into(),
+            name: "frontend-7c9f8d-abcde".into(),
+        },
+        managed: true,
+        enforcement_mode: Some(EnforcementMode::Full),
+        labels: [
+            (
+                "app".to_owned(),
+                EffectiveLabel {
+                    href: label_href(9),
+                    value: "shop".into(),
+                    source: LabelSource::LabelMap {
+                        origin: LabelMapOrigin::CustomResource,
+                        map: "default".into(),
+                        from_key: "app.kubernetes.io/part-of".into(),
+                    },
+                },
+            ),
+            (
+                "loc".to_owned(),
+                EffectiveLabel {
+                    href: label_href(4),
+                    value: "eu".into(),
+                    source: LabelSource::Profile,
+                },
+            ),
+            (
+                "role".to_owned(),
+                EffectiveLabel {
+                    href: label_href(1),
+                    value: "web".into(),
+                    source: LabelSource::Annotation {
+                        kind: "Deployment".into(),
+                        name: "frontend".into(),
+                        key: "bulkhead.io/role".into(),
+                        template: false,
+                    },
+                },
+            ),
+        ]
+        .into(),
+        removed: false,
     }
 }
 

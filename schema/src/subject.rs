@@ -117,6 +117,18 @@ impl Subject {
         Self::join(&["inventory", "query"])
     }
 
+    /// Labels, label groups, profiles, templates and label maps, from the api:
+    /// `labeling.LabelingCommand` -> `labeling.LabelingCommandReply`, queue group `labeling`.
+    pub fn labeling_command() -> Self {
+        Self::join(&["labeling", "command"])
+    }
+
+    /// Listings and effective labels for the api: `labeling.LabelingQuery` ->
+    /// `labeling.LabelingReply`, queue group `labeling`.
+    pub fn labeling_query() -> Self {
+        Self::join(&["labeling", "query"])
+    }
+
     /// All of one inventory area's per-cluster subjects, for the serving side.
     pub fn inventory_all_clusters(area: &str) -> Self {
         Self::join(&["inventory", area, "*"])
@@ -212,6 +224,18 @@ mod tests {
             assert!(!all.matches(Subject::inventory_command().as_str()));
             assert!(!all.matches(Subject::inventory_query().as_str()));
         }
+    }
+
+    #[test]
+    fn labeling_subjects() {
+        assert_eq!(
+            Subject::labeling_command().as_str(),
+            "bulkhead.labeling.command"
+        );
+        assert_eq!(
+            Subject::labeling_query().as_str(),
+            "bulkhead.labeling.query"
+        );
     }
 
     #[test]

@@ -76,13 +76,15 @@ fn group_doc(group: &str) -> Value {
     json!({ "kind": "APIGroup", "apiVersion": "v1", "name": group, "versions": [version], "preferredVersion": version })
 }
 
-async fn groups() -> Json<Value> {
-    let groups: Vec<Value> = Kind::groups().into_iter().map(group_doc).collect();
+async fn groups(State(inner): State<Arc<Inner>>) -> Json<Value> {
+    let groups = inner.read(|c| Kind::groups(|k| c.serves(k)));
+    let groups: Vec<Value> = groups.into_iter().map(group_doc).collect();
     Json(json!({ "kind": "APIGroupList", "apiVersion": "v1", "groups": groups }))
 }
 
-fn resource_list(group: &str, version: &str) -> Result<Value, Error> {
-    let descs: Vec<_> = Kind::in_group_version(group, version).collect();
+fn resource_list(inner: &Inner, group: &str, version: &str) -> Result<Value, Error> {
+    let descs: Vec<_> =
+        inner.read(|c| Kind::in_group_version(group, version, |k| c.serves(k)).collect());
     if descs.is_empty() {
         return Err(Error::NoSuchPath);
     }
@@ -272,11 +274,17 @@ async fn grouped(
 
 async fn handle(inner: Arc<Inner>, group: &str, rest: &str, req: Request) -> Response {
     let target = match route(group, rest) {
-        Ok(Route::Group(group)) if Kind::groups().contains(&group.as_str()) => {
+        Ok(Route::Group(group))
+            if inner.read(|c| Kind::groups(|k| c.serves(k)).contains(&group.as_str())) =>
+        {
             return Json(group_doc(&group)).into_response();
         }
         Ok(Route::Resources(group, version)) => {
-            return json_result(resource_list(&group, &version));
+            return json_result(resource_list(&inner, &group, &version));
+        }
+        // a custom resource whose definition is not installed is not there at all
+        Ok(Route::Resource(target)) if !inner.read(|c| c.serves(target.kind)) => {
+            return Error::NoSuchPath.into_response();
         }
         Ok(Route::Resource(target)) => target,
         Ok(Route::Group(_)) => return Error::NoSuchPath.into_response(),

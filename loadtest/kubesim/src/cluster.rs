@@ -15,6 +15,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
+    crd,
     error::Error,
     kinds::{Kind, Role},
     meta::{self, default_at},
@@ -62,6 +63,18 @@ impl Cluster {
             queued: HashSet::new(),
             reconciling: None,
         }
+    }
+
+    /// Whether the API serves `kind`: a built-in kind always, a custom one while its
+    /// CustomResourceDefinition exists.
+    pub fn serves(&self, kind: Kind) -> bool {
+        !kind.desc().custom || self.definition(kind).is_some()
+    }
+
+    fn definition(&self, kind: Kind) -> Option<&Arc<Obj>> {
+        let name = kind.desc().resource();
+        self.store
+            .get(Kind::CustomResourceDefinition, &(String::new(), name))
     }
 
     pub fn get(&self, kind: Kind, key: &Key) -> Result<Arc<Obj>, Error> {
@@ -261,6 +274,16 @@ impl Cluster {
                         .filter(|pod| pod.value["spec"]["nodeName"].as_str() == Some(&name))
                         .map(|pod| (Kind::Pod, pod.key())),
                 ),
+                // uninstalling a custom resource deletes every object of it
+                Kind::CustomResourceDefinition => {
+                    if let Some(defined) = Kind::defined_by(&name) {
+                        dependents.extend(
+                            self.store
+                                .iter(defined, None, None)
+                                .map(|o| (defined, o.key())),
+                        );
+                    }
+                }
                 _ => {}
             }
             for (kind, key) in dependents {
@@ -362,6 +385,12 @@ impl Cluster {
             },
             Kind::Service => self.admit_service(obj, old),
             Kind::Job => default_at(obj, &["spec", "parallelism"], || json!(1)),
+            Kind::CustomResourceDefinition => crd::admit_definition(obj)?,
+            _ if kind.desc().custom => {
+                let definition = self.definition(kind).ok_or(Error::NoSuchPath)?;
+                let schema = crd::schema_of(&definition.value, kind).ok_or(Error::NoSuchPath)?;
+                crd::conform(schema, kind, obj)?;
+            }
             _ => {}
         }
         Ok(())

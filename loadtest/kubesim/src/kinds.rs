@@ -19,6 +19,9 @@ pub enum Kind {
     DaemonSet,
     Job,
     CronJob,
+    CustomResourceDefinition,
+    /// Bulkhead's custom resource: served while its CRD is installed.
+    LabelMap,
 }
 
 /// What the simulator does when an object of a kind changes, in place of the real controllers.
@@ -64,11 +67,14 @@ pub(crate) struct Desc {
     pub has_status: bool,
     /// Member of the `all` category, so `kubectl get all` lists it.
     pub in_all: bool,
+    /// A custom resource: served only while the CustomResourceDefinition named after it
+    /// ([`Desc::resource`]) exists.
+    pub custom: bool,
 }
 
 use Kind as K;
 
-static DESCS: [Desc; 13] = [
+static DESCS: [Desc; 15] = [
     row(
         K::Namespace,
         "Namespace",
@@ -175,6 +181,27 @@ static DESCS: [Desc; 13] = [
         Role::Plain,
     )
     .all(),
+    row(
+        K::CustomResourceDefinition,
+        "CustomResourceDefinition",
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        &["crd", "crds"],
+        false,
+        Role::Plain,
+    ),
+    // no status subresource: what the main resource's writers send is kept whole
+    row(
+        K::LabelMap,
+        "LabelMap",
+        "bulkhead.io",
+        "labelmaps",
+        &[],
+        false,
+        Role::Plain,
+    )
+    .statusless()
+    .custom(),
 ];
 
 const fn row(
@@ -198,6 +225,7 @@ const fn row(
         scalable: false,
         has_status: true,
         in_all: false,
+        custom: false,
     }
 }
 
@@ -212,6 +240,10 @@ impl Desc {
     }
     const fn statusless(mut self) -> Self {
         self.has_status = false;
+        self
+    }
+    const fn custom(mut self) -> Self {
+        self.custom = true;
         self
     }
 
@@ -273,7 +305,7 @@ impl Desc {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 15] = [
         K::Namespace,
         K::Node,
         K::Pod,
@@ -287,6 +319,8 @@ impl Kind {
         K::DaemonSet,
         K::Job,
         K::CronJob,
+        K::CustomResourceDefinition,
+        K::LabelMap,
     ];
 
     pub(crate) fn desc(self) -> &'static Desc {
@@ -328,24 +362,35 @@ impl Kind {
             .map(|d| d.kind)
     }
 
+    /// The kinds of a group/version that `served` says are served.
     pub(crate) fn in_group_version(
         group: &str,
         version: &str,
+        served: impl Fn(Kind) -> bool,
     ) -> impl Iterator<Item = &'static Desc> {
         DESCS
             .iter()
-            .filter(move |d| d.group == group && d.version == version)
+            .filter(move |d| d.group == group && d.version == version && served(d.kind))
     }
 
-    /// The API groups other than core, in discovery order.
-    pub(crate) fn groups() -> Vec<&'static str> {
+    /// The API groups other than core with a kind that `served` says is served, in discovery
+    /// order.
+    pub(crate) fn groups(served: impl Fn(Kind) -> bool) -> Vec<&'static str> {
         let mut groups: Vec<&str> = Vec::new();
-        for d in &DESCS {
+        for d in DESCS.iter().filter(|d| served(d.kind)) {
             if !d.group.is_empty() && !groups.contains(&d.group) {
                 groups.push(d.group);
             }
         }
         groups
+    }
+
+    /// The custom kind a CustomResourceDefinition of this name (`<plural>.<group>`) defines.
+    pub(crate) fn defined_by(crd_name: &str) -> Option<Kind> {
+        DESCS
+            .iter()
+            .find(|d| d.custom && d.resource() == crd_name)
+            .map(|d| d.kind)
     }
 }
 
@@ -369,6 +414,22 @@ mod tests {
         assert_eq!(Kind::from_type("v1", "Deployment"), None);
         assert_eq!(Kind::from_plural("", "v1", "pods"), Some(Kind::Pod));
         assert_eq!(Kind::Deployment.desc().resource(), "deployments.apps");
-        assert_eq!(Kind::groups(), ["discovery.k8s.io", "apps", "batch"]);
+        assert_eq!(
+            Kind::groups(|_| true),
+            [
+                "discovery.k8s.io",
+                "apps",
+                "batch",
+                "apiextensions.k8s.io",
+                "bulkhead.io"
+            ]
+        );
+        let built_in = |kind: Kind| !kind.desc().custom;
+        assert_eq!(Kind::groups(built_in).last(), Some(&"apiextensions.k8s.io"));
+        assert_eq!(
+            Kind::defined_by("labelmaps.bulkhead.io"),
+            Some(Kind::LabelMap)
+        );
+        assert_eq!(Kind::defined_by("deployments.apps"), None);
     }
 }

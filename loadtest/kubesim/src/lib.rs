@@ -9,8 +9,8 @@
 //!                                 │      ▲       resourceVersion, live events, bookmarks, 410
 //!                                 ▼      │ wake
 //!  Simulator (sim.rs) ──> Cluster (cluster.rs) ── admission: names, uids, defaults,
-//!   apply/scale/seed…       │  one Mutex          scheduling and addresses (network.rs)
-//!                           │  per transaction
+//!   apply/scale/seed…       │  one Mutex          scheduling and addresses (network.rs),
+//!                           │  per transaction    CRDs and custom objects' schemas (crd.rs)
 //!                           ├─ Store (store.rs) ── per kind: objects + serialised bytes,
 //!                           │                      bounded event history; one resourceVersion
 //!                           └─ controllers.rs ──── Deployment → ReplicaSet → Pods,
@@ -20,7 +20,9 @@
 //! ```
 //!
 //! Every kind is a row of one table (`kinds.rs`); the store, the HTTP handlers and discovery are
-//! generic over it. Controllers run synchronously at the end of each write, so the cluster is
+//! generic over it. Custom kinds (Bulkhead's LabelMap) are served, discovered included, only
+//! while their CustomResourceDefinition exists, as on a real cluster: none is installed at
+//! start. Controllers run synchronously at the end of each write, so the cluster is
 //! settled when a request returns. Addresses (node pod CIDRs `10.244.N.0/24`, node IPs
 //! `172.18.x.y`, service IPs `10.96.x.y`) are data only: nothing ever connects to them.
 //!
@@ -37,6 +39,7 @@ mod api;
 mod cli;
 mod cluster;
 mod controllers;
+mod crd;
 mod error;
 mod kinds;
 mod meta;

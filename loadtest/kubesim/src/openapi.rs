@@ -7,21 +7,27 @@
 //! no OpenAPI at all, `kubectl create -f` and `apply -f` fail unless given `--validate=false`.
 //! Without schemas, `kubectl apply` computes patches from its built-in types.
 
-use axum::{Json, extract::Path};
+use std::sync::Arc;
+
+use axum::{
+    Json,
+    extract::{Path, State},
+};
 use serde_json::{Map, Value, json};
 
-use crate::{api::GIT_VERSION, error::Error, kinds::Kind};
+use crate::{api::GIT_VERSION, error::Error, kinds::Kind, sim::Inner};
 
 /// `api/v1`, `apis/apps/v1`, ...: the OpenAPI documents there are, one per group/version.
-fn group_versions() -> Vec<String> {
+fn group_versions(inner: &Inner) -> Vec<String> {
     let mut out = vec!["api/v1".to_string()];
-    out.extend(Kind::groups().into_iter().map(|g| format!("apis/{g}/v1")));
+    let groups = inner.read(|c| Kind::groups(|k| c.serves(k)));
+    out.extend(groups.into_iter().map(|g| format!("apis/{g}/v1")));
     out
 }
 
 /// `GET /openapi/v3`: where each group/version's document is.
-pub(crate) async fn index() -> Json<Value> {
-    let paths: Map<String, Value> = group_versions()
+pub(crate) async fn index(State(inner): State<Arc<Inner>>) -> Json<Value> {
+    let paths: Map<String, Value> = group_versions(&inner)
         .into_iter()
         .map(|gv| {
             let url = format!("/openapi/v3/{gv}?hash={GIT_VERSION}");
@@ -32,14 +38,19 @@ pub(crate) async fn index() -> Json<Value> {
 }
 
 /// `GET /openapi/v3/{api/v1 | apis/<group>/<version>}`.
-pub(crate) async fn document(Path(gv): Path<String>) -> Result<Json<Value>, Error> {
+pub(crate) async fn document(
+    State(inner): State<Arc<Inner>>,
+    Path(gv): Path<String>,
+) -> Result<Json<Value>, Error> {
     let (group, version) = match gv.split('/').collect::<Vec<_>>()[..] {
         ["api", version] => ("", version),
         ["apis", group, version] => (group, version),
         _ => return Err(Error::NoSuchPath),
     };
     let mut paths = Map::new();
-    for desc in Kind::in_group_version(group, version) {
+    let descs: Vec<_> =
+        inner.read(|c| Kind::in_group_version(group, version, |k| c.serves(k)).collect());
+    for desc in descs {
         let prefix = if group.is_empty() {
             format!("/api/{version}")
         } else {

@@ -75,7 +75,8 @@ fn columns(kind: Kind) -> &'static [Column] {
         Kind::StatefulSet => &STATEFUL_SET,
         Kind::DaemonSet => &DAEMON_SET,
         Kind::EndpointSlice => &ENDPOINT_SLICE,
-        Kind::Job | Kind::CronJob | Kind::Event => &[AGE],
+        Kind::Job | Kind::CronJob | Kind::Event | Kind::LabelMap => &[AGE],
+        Kind::CustomResourceDefinition => &CRD,
     }
 }
 
@@ -148,6 +149,10 @@ static NODE: [Column; 7] = [
         v["status"]["nodeInfo"]["containerRuntimeVersion"].clone()
     }),
 ];
+
+static CRD: [Column; 1] = [col("Created At", 0, |v| {
+    v["metadata"]["creationTimestamp"].clone()
+})];
 
 static NAMESPACE: [Column; 2] = [col("Status", 0, |v| v["status"]["phase"].clone()), AGE];
 

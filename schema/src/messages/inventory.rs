@@ -38,10 +38,13 @@ pub enum ResourceKind {
     ReplicationController,
     Job,
     CronJob,
+    /// Bulkhead's own custom resource (`labelmaps.bulkhead.io`): how the cluster's Kubernetes
+    /// labels map to Bulkhead labels.
+    LabelMap,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 12] = [
+    pub const ALL: [ResourceKind; 13] = [
         ResourceKind::Namespace,
         ResourceKind::Node,
         ResourceKind::Pod,
@@ -54,6 +57,7 @@ impl ResourceKind {
         ResourceKind::ReplicationController,
         ResourceKind::Job,
         ResourceKind::CronJob,
+        ResourceKind::LabelMap,
     ];
 
     /// The Kubernetes `kind`, as in owner references.
@@ -71,6 +75,7 @@ impl ResourceKind {
             ResourceKind::ReplicationController => "ReplicationController",
             ResourceKind::Job => "Job",
             ResourceKind::CronJob => "CronJob",
+            ResourceKind::LabelMap => "LabelMap",
         }
     }
 
@@ -161,6 +166,41 @@ pub enum ObjectDetails {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         replicas: Option<i32>,
     },
+    /// A LabelMap custom resource, as clusterlink found it valid: items with an empty key, or
+    /// with a `from_key` an earlier item of the same list has, are left out. A cluster may have
+    /// several; the labeling service merges them in name order.
+    LabelMap {
+        /// `spec.nodeLabelMap`: from the labels of nodes (host workloads).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        node_label_map: Vec<LabelMapItem>,
+        /// `spec.workloadLabelMap`: from the labels of pods and kube workloads.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        workload_label_map: Vec<LabelMapItem>,
+    },
+}
+
+/// One rule of a LabelMap: the Kubernetes label `from_key` gives the Bulkhead label `to_key`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct LabelMapItem {
+    /// The Kubernetes label key read (`fromKey`), e.g. `app.kubernetes.io/name`.
+    pub from_key: String,
+    /// The Bulkhead label key written (`toKey`), e.g. `app`.
+    pub to_key: String,
+    /// Translations of values (`valuesMap`). Empty: every value is taken as it is; otherwise
+    /// only the values listed map, each to its `to`, and the others leave the rule out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values_map: Vec<ValueMapping>,
+    /// Whether a value naming no existing Bulkhead label may create that label
+    /// (`allowCreate`); when false, such a value is not applied.
+    #[serde(default)]
+    pub allow_create: bool,
+}
+
+/// One translation of a [`LabelMapItem`]: the Kubernetes value `from` becomes `to`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct ValueMapping {
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

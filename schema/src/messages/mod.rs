@@ -8,3 +8,4 @@ pub mod health;
 // form, at the cost of every constructor and pattern.
 #[allow(clippy::large_enum_variant)]
 pub mod inventory;
+pub mod labeling;

@@ -75,6 +75,13 @@ pub enum Service {
         #[arg(long)]
         online_period_secs: Option<u64>,
     },
+    /// Labeling: labels, profiles, label maps and every entity's effective labels (a
+    /// projection of the log).
+    Labeling {
+        /// Where labeling keeps its checkpoint [default: /var/lib/bulkhead/labeling].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// The cluster watcher: reports a Kubernetes cluster's objects to inventory.
     Clusterlink {
         #[command(flatten)]
@@ -93,6 +100,7 @@ struct ServeConfig {
     eventlog: bulkhead_eventlog::EventlogConfig,
     clusterlink: bulkhead_clusterlink::ClusterlinkConfig,
     inventory: bulkhead_inventory::InventoryConfig,
+    labeling: bulkhead_labeling::LabelingConfig,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -115,6 +123,7 @@ impl Default for ServeConfig {
             eventlog: bulkhead_eventlog::EventlogConfig::default(),
             clusterlink: bulkhead_clusterlink::ClusterlinkConfig::default(),
             inventory: bulkhead_inventory::InventoryConfig::default(),
+            labeling: bulkhead_labeling::LabelingConfig::default(),
         }
     }
 }
@@ -168,6 +177,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
                 .set("inventory.online_period_secs", *online_period_secs);
             "inventory"
         }
+        Service::Labeling { data_dir } => {
+            flags = flags.set("labeling.data_dir", data_dir.clone());
+            "labeling"
+        }
         Service::Clusterlink { args } => {
             flags = args.clone().flags(flags, "clusterlink");
             "clusterlink"
@@ -211,6 +224,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Service::Inventory { .. } => {
             supervisor.spawn_service("inventory", &config.instance, |health, shutdown| {
                 bulkhead_inventory::run(config.inventory, bus, health, shutdown)
+            });
+        }
+        Service::Labeling { .. } => {
+            supervisor.spawn_service("labeling", &config.instance, |health, shutdown| {
+                bulkhead_labeling::run(config.labeling, bus, health, shutdown)
             });
         }
         Service::Clusterlink { .. } => {

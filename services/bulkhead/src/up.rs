@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use bulkhead_eventlog::EventlogConfig;
 use bulkhead_inventory::InventoryConfig;
+use bulkhead_labeling::LabelingConfig;
 use bulkhead_runtime::bus::{InProcessBus, TypedBus};
 use bulkhead_runtime::{shutdown, telemetry};
 
@@ -47,7 +48,14 @@ pub async fn run(args: UpArgs) -> anyhow::Result<ExitCode> {
     supervisor.spawn_service("inventory", "1", |health, shutdown| {
         bulkhead_inventory::run(inventory_config, inventory_bus, health, shutdown)
     });
-    let expected_services = vec!["api".to_owned(), "eventlog".into(), "inventory".into()];
+    let labeling_config = LabelingConfig::embedded(args.data_dir.join("labeling"));
+    let labeling_bus = bus.clone();
+    supervisor.spawn_service("labeling", "1", |health, shutdown| {
+        bulkhead_labeling::run(labeling_config, labeling_bus, health, shutdown)
+    });
+    let expected_services = ["api", "eventlog", "inventory", "labeling"]
+        .map(String::from)
+        .to_vec();
     if args.demo {
         // Its clusterlink reports through the cluster's own state (`bulkhead cluster list`).
         demo::start(&mut supervisor, bus.clone(), &args.data_dir).await?;

@@ -1,100 +1,13 @@
 //! The `bulkhead` binary as a newcomer uses it: `up`, the CLI against it, `serve api` against a
 //! real nats-server, and clean exits on SIGTERM.
 
-use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
 
 use bulkhead_runtime::testing::{NatsServer, free_port};
-
-const BIN: &str = env!("CARGO_BIN_EXE_bulkhead");
-
-/// A `bulkhead` process, killed if a test fails before stopping it.
-struct Process(Child);
-
-impl Process {
-    fn spawn(args: &[&str], dir: &Path) -> Self {
-        let child = Command::new(BIN)
-            .args(args)
-            .current_dir(dir)
-            .env("BULKHEAD_LOG", "warn")
-            .env_remove("BULKHEAD_API_KEY")
-            .env_remove("BULKHEAD_SERVER")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("bulkhead starts");
-        Process(child)
-    }
-
-    /// Sends SIGTERM and waits for the exit, at most `within`.
-    fn terminate(&mut self, within: Duration) -> ExitStatus {
-        bulkhead_runtime::testing::terminate(&mut self.0, within)
-    }
-
-    fn stdout(&mut self) -> String {
-        use std::io::Read;
-        let mut out = String::new();
-        self.0
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        out
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn get(url: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
-    let mut args = vec!["-s", "-o", "-", "-w", "\n%{http_code}", url];
-    let header;
-    if let Some(key) = bearer {
-        header = format!("Authorization: Bearer {key}");
-        args.extend(["-H", &header]);
-    }
-    let out = Command::new("curl")
-        .args(&args)
-        .output()
-        .expect("curl runs");
-    let text = String::from_utf8(out.stdout).unwrap();
-    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-    (
-        code.parse().unwrap_or(0),
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
-}
-
-/// Polls `url` until it answers 200, at most `within`.
-fn wait_healthy(url: &str, within: Duration) -> serde_json::Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let (code, body) = get(url, None);
-        if code == 200 {
-            return body;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{url} not 200 within {within:?}: {code} {body}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BULKHEAD_API_KEY")
-        .output()
-        .unwrap()
-}
+use common::{Process, cli, eventually_json, get, wait_healthy};
 
 #[test]
 fn up_serves_health_requires_keys_and_stops_on_sigterm() {
@@ -264,29 +177,6 @@ fn serve_refuses_a_missing_config_file() {
     let out = cli(dir.path(), &["serve", "--config", "missing.toml", "api"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
-}
-
-/// Polls the CLI until `check` accepts its JSON output, at most `within`.
-fn eventually_json(
-    dir: &Path,
-    args: &[&str],
-    within: Duration,
-    check: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let deadline = Instant::now() + within;
-    loop {
-        let out = cli(dir, args);
-        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-        if out.status.success() && check(&json) {
-            return json;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{args:?} never satisfied the check: {json} {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 #[test]

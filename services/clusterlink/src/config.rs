@@ -78,6 +78,9 @@ pub struct ClusterlinkConfig {
     pub request_timeout_ms: u64,
     /// The longest pause between retries, and the pause after a rejection.
     pub retry_max_ms: u64,
+    /// How often a kind the API server does not serve (the LabelMap CRD not installed yet) is
+    /// looked for again. Rarely: it changes when someone installs the CRD.
+    pub absent_kind_retry_ms: u64,
     /// 0: lifecycle and problems; 1: also every report; 2: also every observation.
     pub verbosity: u8,
 }
@@ -96,6 +99,7 @@ impl Default for ClusterlinkConfig {
             heartbeat_interval_ms: 10_000,
             request_timeout_ms: 10_000,
             retry_max_ms: 10_000,
+            absent_kind_retry_ms: 60_000,
             verbosity: 0,
         }
     }
@@ -157,6 +161,7 @@ impl ClusterlinkConfig {
         for (field, value) in [
             ("request_timeout_ms", self.request_timeout_ms),
             ("retry_max_ms", self.retry_max_ms),
+            ("absent_kind_retry_ms", self.absent_kind_retry_ms),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be more than 0"));
@@ -239,6 +244,10 @@ impl ClusterlinkConfig {
 
     pub(crate) fn retry_max(&self) -> Duration {
         Duration::from_millis(self.retry_max_ms)
+    }
+
+    pub(crate) fn absent_kind_retry(&self) -> Duration {
+        Duration::from_millis(self.absent_kind_retry_ms)
     }
 }
 
@@ -333,7 +342,7 @@ mod tests {
     #[test]
     fn invalid_settings_name_the_field() {
         type Breakage = fn(&mut ClusterlinkConfig);
-        let cases: [(&str, Breakage); 10] = [
+        let cases: [(&str, Breakage); 11] = [
             ("cluster_id", |c| c.cluster_id.clear()),
             ("cluster_id", |c| c.cluster_id = "a.b".into()),
             ("cluster_token", |c| c.cluster_token = None),
@@ -345,6 +354,7 @@ mod tests {
             ("report_batch_size", |c| c.report_batch_size = 1_001),
             ("report_linger_ms", |c| c.report_linger_ms = 60_000),
             ("heartbeat_interval_ms", |c| c.heartbeat_interval_ms = 0),
+            ("absent_kind_retry_ms", |c| c.absent_kind_retry_ms = 0),
             ("verbosity", |c| c.verbosity = 3),
         ];
         for (field, break_it) in cases {

@@ -3,10 +3,12 @@
 //!
 //! Pure: no I/O, so every rule is tested with plain fixtures below.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 
 use bulkhead_schema::messages::inventory::{
-    ObjectDetails, ObservedObject, OwnerRef, ResourceKind, ServicePort, SliceEndpoint, SlicePort,
+    LabelMapItem, ObjectDetails, ObservedObject, OwnerRef, ResourceKind, ServicePort,
+    SliceEndpoint, SlicePort, ValueMapping,
 };
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::batch::v1::{CronJob, Job};
@@ -17,6 +19,8 @@ use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::Resource;
+
+use crate::crd::{LabelMap, LabelMapRule};
 
 /// Annotations Bulkhead reads; the rest may hold anything (secrets in `last-applied-configuration`
 /// included) and never leaves the cluster.
@@ -30,6 +34,12 @@ pub trait Observe: Resource<DynamicType = ()> {
     const KIND: ResourceKind;
 
     fn details(&self) -> ObjectDetails;
+
+    /// What [`Observe::details`] left out as unusable, for the operators to hear of. Only
+    /// custom resources have parts to leave out: the API server validates the built-in kinds.
+    fn dropped(&self) -> Vec<Dropped> {
+        Vec::new()
+    }
 }
 
 /// The observation of `obj`; `None` for an object without a uid, which the API server never
@@ -302,6 +312,132 @@ impl Observe for CronJob {
             .and_then(|s| s.job_template.spec.as_ref())
             .map(|s| &s.template);
         workload(template, None)
+    }
+}
+
+/// A part of a LabelMap left out of its observation. Only the part: the rest of the map still
+/// applies, where refusing the whole map would unlabel every workload it covers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Dropped {
+    /// An item whose `fromKey` or `toKey` is empty: it maps nothing to nothing.
+    EmptyKey { list: &'static str, index: usize },
+    /// An item whose `fromKey` an earlier item of the same list has: the earlier one applies.
+    DuplicateFromKey {
+        list: &'static str,
+        index: usize,
+        from_key: String,
+    },
+    /// A `valuesMap` entry whose `from` an earlier entry of the same item has: the earlier one
+    /// applies.
+    DuplicateValue {
+        list: &'static str,
+        index: usize,
+        from: String,
+    },
+}
+
+impl Dropped {
+    /// A short, stable label for the metric.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Dropped::EmptyKey { .. } => "empty_key",
+            Dropped::DuplicateFromKey { .. } => "duplicate_from_key",
+            Dropped::DuplicateValue { .. } => "duplicate_value",
+        }
+    }
+}
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dropped::EmptyKey { list, index } => {
+                write!(f, "{list}[{index}] has an empty fromKey or toKey")
+            }
+            Dropped::DuplicateFromKey {
+                list,
+                index,
+                from_key,
+            } => write!(
+                f,
+                "{list}[{index}] maps fromKey {from_key:?} again; the first item for it applies"
+            ),
+            Dropped::DuplicateValue { list, index, from } => write!(
+                f,
+                "{list}[{index}].valuesMap maps {from:?} again; the first entry for it applies"
+            ),
+        }
+    }
+}
+
+/// The usable items of one list of a LabelMap, and what was left out of it.
+fn label_map_items(
+    list: &'static str,
+    rules: &[LabelMapRule],
+) -> (Vec<LabelMapItem>, Vec<Dropped>) {
+    let mut items = Vec::new();
+    let mut dropped = Vec::new();
+    let mut from_keys = BTreeSet::new();
+    for (index, rule) in rules.iter().enumerate() {
+        if rule.from_key.is_empty() || rule.to_key.is_empty() {
+            dropped.push(Dropped::EmptyKey { list, index });
+            continue;
+        }
+        if !from_keys.insert(rule.from_key.as_str()) {
+            dropped.push(Dropped::DuplicateFromKey {
+                list,
+                index,
+                from_key: rule.from_key.clone(),
+            });
+            continue;
+        }
+        let mut froms = BTreeSet::new();
+        let mut values_map = Vec::new();
+        for value in &rule.values_map {
+            if froms.insert(value.from.as_str()) {
+                values_map.push(ValueMapping {
+                    from: value.from.clone(),
+                    to: value.to.clone(),
+                });
+            } else {
+                dropped.push(Dropped::DuplicateValue {
+                    list,
+                    index,
+                    from: value.from.clone(),
+                });
+            }
+        }
+        items.push(LabelMapItem {
+            from_key: rule.from_key.clone(),
+            to_key: rule.to_key.clone(),
+            values_map,
+            allow_create: rule.allow_create,
+        });
+    }
+    (items, dropped)
+}
+
+/// A LabelMap's usable items and what was left out, in list order.
+fn label_map(map: &LabelMap) -> (ObjectDetails, Vec<Dropped>) {
+    let (node_label_map, mut dropped) = label_map_items("nodeLabelMap", &map.spec.node_label_map);
+    let (workload_label_map, more) =
+        label_map_items("workloadLabelMap", &map.spec.workload_label_map);
+    dropped.extend(more);
+    let details = ObjectDetails::LabelMap {
+        node_label_map,
+        workload_label_map,
+    };
+    (details, dropped)
+}
+
+impl Observe for LabelMap {
+    const KIND: ResourceKind = ResourceKind::LabelMap;
+
+    fn details(&self) -> ObjectDetails {
+        label_map(self).0
+    }
+
+    fn dropped(&self) -> Vec<Dropped> {
+        label_map(self).1
     }
 }
 
@@ -979,5 +1115,153 @@ pub(crate) mod tests {
             status: None,
         };
         assert_eq!(workload_of(cron.details()), empty);
+    }
+
+    fn mk_label_map(spec: serde_json::Value) -> LabelMap {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "bulkhead.io/v1",
+            "kind": "LabelMap",
+            "metadata": { "name": "default", "uid": "uid-default", "resourceVersion": "7" },
+            "spec": spec,
+        }))
+        .unwrap()
+    }
+
+    fn item(from_key: &str, to_key: &str) -> LabelMapItem {
+        LabelMapItem {
+            from_key: from_key.into(),
+            to_key: to_key.into(),
+            values_map: vec![],
+            allow_create: false,
+        }
+    }
+
+    #[test]
+    fn label_map_as_written_in_yaml() {
+        let map = mk_label_map(serde_json::json!({
+            "nodeLabelMap": [{
+                "fromKey": "topology.kubernetes.io/zone",
+                "toKey": "loc",
+                "valuesMap": [{ "from": "us-east-1a", "to": "east" }, { "from": "us-west-2b", "to": "west" }],
+                "allowCreate": true,
+            }],
+            "workloadLabelMap": [{ "fromKey": "app.kubernetes.io/name", "toKey": "app" }],
+        }));
+        let observed = observe(&map).unwrap();
+        assert_eq!(
+            (
+                observed.kind,
+                observed.namespace.as_str(),
+                observed.name.as_str()
+            ),
+            (ResourceKind::LabelMap, "", "default"),
+            "cluster-scoped"
+        );
+        let zone = LabelMapItem {
+            values_map: vec![
+                ValueMapping {
+                    from: "us-east-1a".into(),
+                    to: "east".into(),
+                },
+                ValueMapping {
+                    from: "us-west-2b".into(),
+                    to: "west".into(),
+                },
+            ],
+            allow_create: true,
+            ..item("topology.kubernetes.io/zone", "loc")
+        };
+        assert_eq!(
+            observed.details,
+            ObjectDetails::LabelMap {
+                node_label_map: vec![zone],
+                workload_label_map: vec![item("app.kubernetes.io/name", "app")],
+            }
+        );
+        assert!(map.dropped().is_empty());
+    }
+
+    #[test]
+    fn an_empty_label_map_maps_nothing() {
+        let map = mk_label_map(serde_json::json!({}));
+        assert_eq!(
+            map.details(),
+            ObjectDetails::LabelMap {
+                node_label_map: vec![],
+                workload_label_map: vec![],
+            }
+        );
+        assert!(map.dropped().is_empty());
+    }
+
+    #[test]
+    fn unusable_label_map_items_are_dropped_one_by_one() {
+        let map = mk_label_map(serde_json::json!({
+            "nodeLabelMap": [
+                { "fromKey": "", "toKey": "loc" },
+                { "toKey": "env" },
+                { "fromKey": "zone", "toKey": "loc" },
+                { "fromKey": "zone", "toKey": "env" },
+                { "fromKey": "tier", "toKey": "" },
+            ],
+            "workloadLabelMap": [
+                // the same fromKey as in the other list: each list stands alone
+                { "fromKey": "zone", "toKey": "loc",
+                  "valuesMap": [{ "from": "a", "to": "x" }, { "from": "a", "to": "y" }, { "from": "", "to": "none" }] },
+            ],
+        }));
+        let ObjectDetails::LabelMap {
+            node_label_map,
+            workload_label_map,
+        } = map.details()
+        else {
+            panic!("label map details")
+        };
+        assert_eq!(node_label_map, vec![item("zone", "loc")]);
+        let values: Vec<(&str, &str)> = workload_label_map[0]
+            .values_map
+            .iter()
+            .map(|v| (v.from.as_str(), v.to.as_str()))
+            .collect();
+        assert_eq!(
+            values,
+            [("a", "x"), ("", "none")],
+            "an empty value is a value"
+        );
+        let dropped = map.dropped();
+        let list = "nodeLabelMap";
+        assert_eq!(
+            dropped,
+            vec![
+                Dropped::EmptyKey { list, index: 0 },
+                Dropped::EmptyKey { list, index: 1 },
+                Dropped::DuplicateFromKey {
+                    list,
+                    index: 3,
+                    from_key: "zone".into()
+                },
+                Dropped::EmptyKey { list, index: 4 },
+                Dropped::DuplicateValue {
+                    list: "workloadLabelMap",
+                    index: 0,
+                    from: "a".into()
+                },
+            ]
+        );
+        let reasons: Vec<&str> = dropped.iter().map(Dropped::reason).collect();
+        assert_eq!(
+            reasons,
+            [
+                "empty_key",
+                "empty_key",
+                "duplicate_from_key",
+                "empty_key",
+                "duplicate_value"
+            ]
+        );
+        assert_eq!(
+            dropped[2].to_string(),
+            "nodeLabelMap[3] maps fromKey \"zone\" again; the first item for it applies"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! was away or disconnected are not missed.
 //!
 //! ```text
-//!  Kubernetes API ──watch (12 kinds)──► watch.rs: one task per kind (generic over Observe)
+//!  Kubernetes API ──watch (13 kinds)──► watch.rs: one task per kind (generic over Observe);
+//!   (12 built-in, and LabelMap: crd.rs)    │ a kind not served (CRD missing) holds no objects
 //!                                          │ convert.rs: object ─► ObservedObject (pure)
 //!                                          │ on (re)list: resync.rs diff vs digest (pure)
 //!                                          ▼
@@ -37,6 +38,7 @@ macro_rules! verbose {
 mod batch;
 mod config;
 pub mod convert;
+pub mod crd;
 mod error;
 mod metrics;
 mod report;
@@ -59,6 +61,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{ClusterMode, ClusterlinkArgs, ClusterlinkConfig, NetworkType};
 pub use error::ClusterlinkError;
 
+use crate::crd::LabelMap;
 use crate::report::Limits;
 use crate::status::Status;
 use crate::uplink::Uplink;
@@ -97,6 +100,7 @@ pub async fn run(
         reports,
         status,
         verbosity: config.verbosity,
+        absent_retry: config.absent_kind_retry(),
     });
 
     let mut tasks = JoinSet::new();
@@ -121,7 +125,8 @@ pub async fn run(
         shared.clone(),
     ));
     tasks.spawn(watch::<Job>(client.clone(), shared.clone()));
-    tasks.spawn(watch::<CronJob>(client, shared));
+    tasks.spawn(watch::<CronJob>(client.clone(), shared.clone()));
+    tasks.spawn(watch::<LabelMap>(client, shared));
 
     // the tasks run until aborted: one that ends first has panicked
     let outcome = tokio::select! {

@@ -8,6 +8,7 @@ use bulkhead_runtime::metrics::{counter_vec, registry};
 use bulkhead_schema::messages::inventory::{Observation, ResourceKind};
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec};
 
+use crate::convert::Dropped;
 use crate::status::Request;
 
 static OBSERVATIONS_SENT: LazyLock<IntCounterVec> = LazyLock::new(|| {
@@ -39,6 +40,15 @@ static WATCH_ERRORS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         "bulkhead_clusterlink_watch_errors_total",
         "Errors of the Kubernetes watches (each followed by a retry with back-off), by kind",
         &["kind"],
+    )
+});
+
+static DROPPED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    counter_vec(
+        "bulkhead_clusterlink_dropped_parts_total",
+        "Unusable parts of custom resources left out (LabelMap items, valuesMap entries), each \
+         time an object holding them is observed, by kind and reason",
+        &["kind", "reason"],
     )
 });
 
@@ -86,6 +96,12 @@ pub fn rejected(request: Request, kind: &str) {
 
 pub fn watch_error(kind: ResourceKind) {
     WATCH_ERRORS.with_label_values(&[kind_label(kind)]).inc();
+}
+
+pub fn dropped(kind: ResourceKind, dropped: &Dropped) {
+    DROPPED
+        .with_label_values(&[kind_label(kind), dropped.reason()])
+        .inc();
 }
 
 pub fn resynced(kind: ResourceKind, took: Duration) {

@@ -116,17 +116,17 @@ mod tests {
         assert_eq!(state, ServiceState::Starting);
         assert!(detail.unwrap().contains("Namespace"));
 
-        for kind in &ResourceKind::ALL[..11] {
+        for kind in &ResourceKind::ALL[..12] {
             status.synced(*kind);
         }
         assert_eq!(
             health.state(),
             (
                 ServiceState::Starting,
-                Some("first sync not acknowledged yet: CronJob".into())
+                Some("first sync not acknowledged yet: LabelMap".into())
             )
         );
-        status.synced(ResourceKind::CronJob);
+        status.synced(ResourceKind::LabelMap);
         assert_eq!(health.state(), (ServiceState::Ready, None));
 
         status.rejected(Request::Report, "wrong token".into());

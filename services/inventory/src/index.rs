@@ -14,8 +14,8 @@ use std::sync::Arc;
 use bulkhead_runtime::projection::Projection;
 use bulkhead_schema::messages::eventlog::RecordedEvent;
 use bulkhead_schema::messages::inventory::{
-    ClusterCredentials, InventoryEvent, ObjectDetails, ObservedObject, OwnerRef, ResourceKind,
-    ServicePort, SliceEndpoint, SlicePort,
+    ClusterCredentials, InventoryEvent, LabelMapItem, ObjectDetails, ObservedObject, OwnerRef,
+    ResourceKind, ServicePort, SliceEndpoint, SlicePort,
 };
 use serde::de::Deserializer;
 use serde::ser::{SerializeSeq, Serializer};
@@ -100,6 +100,15 @@ pub(crate) enum Details {
     Workload {
         replicas: Option<i32>,
     },
+    /// Kept whole though no view shows it: a cluster has a few small ones, and a checkpoint
+    /// restores them as observed.
+    LabelMap(Box<LabelMapDetails>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LabelMapDetails {
+    pub(crate) node_label_map: Vec<LabelMapItem>,
+    pub(crate) workload_label_map: Vec<LabelMapItem>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -225,6 +234,16 @@ impl Object {
                     replicas: *replicas,
                 }
             }
+            (
+                ObjectDetails::LabelMap {
+                    node_label_map,
+                    workload_label_map,
+                },
+                K::LabelMap,
+            ) => Details::LabelMap(Box::new(LabelMapDetails {
+                node_label_map: node_label_map.clone(),
+                workload_label_map: workload_label_map.clone(),
+            })),
             _ => return None,
         };
         Some(Object {
@@ -286,6 +305,10 @@ impl Object {
                 template_labels: BTreeMap::new(),
                 template_annotations: BTreeMap::new(),
                 replicas: *replicas,
+            },
+            Details::LabelMap(map) => ObjectDetails::LabelMap {
+                node_label_map: map.node_label_map.clone(),
+                workload_label_map: map.workload_label_map.clone(),
             },
         };
         ObservedObject {

@@ -114,9 +114,11 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> Result<(), InventoryError> {
-    let db = sled::open(&config.data_dir).map_err(|source| InventoryError::Store {
-        path: config.data_dir.clone(),
-        source,
+    let db = projection::open_checkpoint_db(&config.data_dir).map_err(|source| {
+        InventoryError::Store {
+            path: config.data_dir.clone(),
+            source,
+        }
     })?;
     let store = CheckpointStore::open(&db, "inventory")?;
     let stop = shutdown.child_token();

@@ -14,13 +14,14 @@
 //! nothing is applied twice, nothing is skipped.
 
 use std::sync::{Arc, RwLock, RwLockReadGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::{CommittedEvents, ReadReply, ReadRequest, RecordedEvent};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::TypedBus;
@@ -40,6 +41,8 @@ pub enum ProjectionError {
     Corrupt { name: String, reason: String },
     #[error("checkpoint {name} cannot be encoded: {reason}")]
     Encode { name: String, reason: String },
+    #[error("checkpoint {name} was not written: {reason}")]
+    Unwritten { name: String, reason: String },
 }
 
 impl ProjectionError {
@@ -48,6 +51,7 @@ impl ProjectionError {
             ProjectionError::Store(_) => "store",
             ProjectionError::Corrupt { .. } => "corrupt",
             ProjectionError::Encode { .. } => "encode",
+            ProjectionError::Unwritten { .. } => "unwritten",
         }
     }
 }
@@ -64,6 +68,19 @@ pub struct CheckpointStore {
 struct Checkpoint<P> {
     applied_seq: u64,
     state: P,
+}
+
+/// sled's page cache for a checkpoint database. A checkpoint is written whole and read only
+/// at start, so caching it would only keep a second copy of the state in memory (sled's
+/// default cache is 1 GiB).
+const CHECKPOINT_DB_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+/// Opens (or creates) a service's own sled database for its checkpoints.
+pub fn open_checkpoint_db(path: &std::path::Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(CHECKPOINT_DB_CACHE_BYTES)
+        .open()
 }
 
 impl CheckpointStore {
@@ -208,6 +225,8 @@ pub fn start<P: Projection>(
         applied,
         caught_up,
         unsaved: 0,
+        writing: None,
+        next_checkpoint: Instant::now(),
     };
     Ok((
         Projected {
@@ -228,7 +247,17 @@ struct Runner<P> {
     caught_up: watch::Sender<bool>,
     /// Events applied since the last checkpoint.
     unsaved: u64,
+    /// The checkpoint being written, in the background: writing a large state takes as long
+    /// as encoding it, and applying must not wait for the disk.
+    writing: Option<JoinHandle<Result<(), ProjectionError>>>,
+    /// No checkpoint before this: encoding holds the state's read lock, which stalls applying,
+    /// so checkpoints of a large state are spaced to keep that stall under
+    /// [`CHECKPOINT_STALL_BUDGET`] of the time.
+    next_checkpoint: Instant,
 }
+
+/// The share of time the follow loop may spend encoding checkpoints.
+const CHECKPOINT_STALL_BUDGET: u32 = 100;
 
 impl<P: Projection> Runner<P> {
     async fn run(mut self, shutdown: CancellationToken) -> Result<(), ProjectionError> {
@@ -269,7 +298,11 @@ impl<P: Projection> Runner<P> {
                 self.checkpoint().await?;
             }
         }
-        self.checkpoint().await
+        // The last checkpoint waits for the one in flight, then is written before returning.
+        self.finish_writing().await?;
+        self.next_checkpoint = Instant::now();
+        self.checkpoint().await?;
+        self.finish_writing().await
     }
 
     fn applied_seq(&self) -> u64 {
@@ -359,17 +392,39 @@ impl<P: Projection> Runner<P> {
         }
     }
 
+    /// Encodes the state and starts writing it, unless nothing changed, the last write is
+    /// still going, or the stall budget says not yet.
     async fn checkpoint(&mut self) -> Result<(), ProjectionError> {
-        if self.unsaved == 0 {
+        if self.unsaved == 0 || Instant::now() < self.next_checkpoint {
             return Ok(());
         }
+        if self.writing.as_ref().is_some_and(|w| !w.is_finished()) {
+            return Ok(());
+        }
+        self.finish_writing().await?;
         // Encode under the read lock, write without it: readers are never blocked on I/O.
+        let started = Instant::now();
         let bytes = {
             let state = self.state.read().expect("projection lock");
             self.store.encode(self.applied_seq(), &*state)?
         };
-        self.store.write(bytes).await?;
+        self.next_checkpoint = Instant::now() + started.elapsed() * CHECKPOINT_STALL_BUDGET;
+        let store = self.store.clone();
+        self.writing = Some(tokio::spawn(async move { store.write(bytes).await }));
         self.unsaved = 0;
         Ok(())
+    }
+
+    /// Waits for the checkpoint being written, and reports how its write went.
+    async fn finish_writing(&mut self) -> Result<(), ProjectionError> {
+        match self.writing.take() {
+            None => Ok(()),
+            Some(write) => write.await.unwrap_or_else(|join| {
+                Err(ProjectionError::Unwritten {
+                    name: self.store.name.clone(),
+                    reason: join.to_string(),
+                })
+            }),
+        }
     }
 }

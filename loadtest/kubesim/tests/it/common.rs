@@ -5,6 +5,17 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
+/// The LabelMap CustomResourceDefinition Bulkhead ships.
+pub const LABEL_MAP_CRD: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../deploy/crds/labelmap.yaml"
+);
+
+/// [`LABEL_MAP_CRD`] as an object for [`Simulator::apply`].
+pub fn label_map_crd() -> Value {
+    serde_saphyr::from_str(&std::fs::read_to_string(LABEL_MAP_CRD).unwrap()).unwrap()
+}
+
 /// A simulator with fast bookmarks and the given synthetic cluster.
 pub async fn start(nodes: usize, pods_per_node: usize) -> RunningSim {
     start_with(SimConfig {

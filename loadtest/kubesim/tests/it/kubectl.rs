@@ -316,3 +316,132 @@ async fn the_kubesim_command_writes_a_kubeconfig_kubectl_can_use() {
         .unwrap()
         .unwrap();
 }
+
+const LABEL_MAP: &str = "
+apiVersion: bulkhead.io/v1
+kind: LabelMap
+metadata: {name: NAME}
+spec:
+  nodeLabelMap:
+    - fromKey: topology.kubernetes.io/zone
+      toKey: loc
+      valuesMap: [{from: us-east-1a, to: east}]
+      allowCreate: true
+  workloadLabelMap:
+    - fromKey: app.kubernetes.io/name
+      toKey: app
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_installs_the_label_map_crd_then_applies_gets_and_deletes_label_maps() {
+    let sim = common::start(1, 0).await;
+    let kubectl = Kubectl::new(&sim);
+    let crd = common::LABEL_MAP_CRD;
+    let (ok, _, err) = kubectl.try_run(&["get", "labelmaps"]).await;
+    assert!(
+        !ok && err.contains("the server doesn't have a resource type \"labelmaps\""),
+        "not served before its CRD is installed: {err}"
+    );
+
+    assert_eq!(
+        kubectl.run(&["apply", "-f", crd]).await.trim(),
+        "customresourcedefinition.apiextensions.k8s.io/labelmaps.bulkhead.io created"
+    );
+    kubectl
+        .run(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/labelmaps.bulkhead.io",
+        ])
+        .await;
+
+    let default = kubectl.write("default.yaml", &LABEL_MAP.replace("NAME", "default"));
+    assert_eq!(
+        kubectl.run(&["apply", "-f", &default]).await.trim(),
+        "labelmap.bulkhead.io/default created"
+    );
+    let stored = sim.get(Kind::LabelMap, "", "default").unwrap();
+    assert_eq!(
+        stored["spec"]["nodeLabelMap"][0],
+        serde_json::json!({
+            "fromKey": "topology.kubernetes.io/zone", "toKey": "loc",
+            "valuesMap": [{ "from": "us-east-1a", "to": "east" }], "allowCreate": true,
+        })
+    );
+    assert_eq!(
+        stored["spec"]["workloadLabelMap"][0]["toKey"], "app",
+        "{stored}"
+    );
+    assert_eq!(
+        kubectl.run(&["apply", "-f", &default]).await.trim(),
+        "labelmap.bulkhead.io/default unchanged"
+    );
+    let retargeted = kubectl.write(
+        "retargeted.yaml",
+        &LABEL_MAP
+            .replace("NAME", "default")
+            .replace("toKey: app", "toKey: role"),
+    );
+    assert_eq!(
+        kubectl.run(&["apply", "-f", &retargeted]).await.trim(),
+        "labelmap.bulkhead.io/default configured"
+    );
+    assert_eq!(
+        sim.get(Kind::LabelMap, "", "default").unwrap()["spec"]["workloadLabelMap"][0]["toKey"],
+        "role"
+    );
+
+    // the CRD's schema holds: a wrong type is refused, an unknown field pruned
+    let wrong = kubectl.write(
+        "wrong.yaml",
+        &LABEL_MAP
+            .replace("NAME", "wrong")
+            .replace("allowCreate: true", "allowCreate: [yes]"),
+    );
+    let (ok, _, err) = kubectl.try_run(&["apply", "-f", &wrong]).await;
+    assert!(
+        !ok && err.contains("spec.nodeLabelMap[0].allowCreate: Invalid value"),
+        "{err}"
+    );
+    let typo = kubectl.write(
+        "typo.yaml",
+        &LABEL_MAP
+            .replace("NAME", "typo")
+            .replace("toKey: loc", "toKey: loc\n      tokey: oops"),
+    );
+    kubectl
+        .run(&["apply", "-f", &typo, "--validate=false"])
+        .await;
+    let item = &sim.get(Kind::LabelMap, "", "typo").unwrap()["spec"]["nodeLabelMap"][0];
+    assert!(
+        item.get("tokey").is_none() && item["toKey"] == "loc",
+        "{item}"
+    );
+
+    let table = kubectl.run(&["get", "labelmaps"]).await;
+    let rows: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(rows[0], ["NAME", "AGE"], "{table}");
+    let names: Vec<&str> = rows[1..].iter().map(|r| r[0]).collect();
+    assert_eq!(names, ["default", "typo"], "{table}");
+    let listed = json(
+        &kubectl
+            .run(&["get", "labelmap", "default", "-o", "json"])
+            .await,
+    );
+    assert_eq!(listed["metadata"]["uid"], stored["metadata"]["uid"]);
+
+    assert_eq!(
+        kubectl.run(&["delete", "labelmap", "default"]).await.trim(),
+        "labelmap.bulkhead.io \"default\" deleted"
+    );
+    assert!(sim.get(Kind::LabelMap, "", "default").is_none());
+
+    // uninstalling the CRD takes its objects with it, and the resource is gone
+    kubectl.run(&["delete", "-f", crd]).await;
+    assert_eq!(sim.count(Kind::LabelMap), 0);
+    let (ok, _, err) = kubectl.try_run(&["get", "labelmaps"]).await;
+    assert!(!ok, "{err}");
+}

@@ -11,7 +11,11 @@ use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use kube::{
     Api, ResourceExt,
-    api::{ListParams, WatchEvent, WatchParams},
+    api::{
+        ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams, WatchEvent,
+        WatchParams,
+    },
+    discovery::{Discovery, Scope},
     runtime::{WatchStreamExt, reflector, reflector::Store, watcher},
 };
 use serde_json::json;
@@ -124,10 +128,10 @@ async fn reflector_lists_then_follows_adds_modifies_and_deletes() {
     );
 }
 
-async fn next<S: Stream<Item = kube::Result<WatchEvent<Pod>>> + Unpin>(
+async fn next<K, S: Stream<Item = kube::Result<WatchEvent<K>>> + Unpin>(
     stream: &mut S,
     skip_bookmarks: bool,
-) -> WatchEvent<Pod> {
+) -> WatchEvent<K> {
     loop {
         let event = tokio::time::timeout(Duration::from_secs(5), stream.next())
             .await
@@ -372,4 +376,88 @@ async fn streaming_lists_end_their_initial_events_with_a_bookmark() {
     assert_eq!(count(&log, "init-apply"), 10);
     sim.delete(Kind::Deployment, "team-000", "web").unwrap();
     eventually("the cascade to reach the reflector", || store.len() == 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_custom_resource_is_discovered_listed_and_watched_while_its_crd_is_installed() {
+    let sim = common::start(0, 0).await;
+    let (client, _dir) = common::client(&sim).await;
+    let gvk = GroupVersionKind::gvk("bulkhead.io", "v1", "LabelMap");
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &ApiResource::from_gvk_with_plural(&gvk, "labelmaps"),
+    );
+    match api.list(&ListParams::default()).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 404),
+        other => panic!("expected 404 before the CRD, got {other:?}"),
+    }
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    assert!(!discovery.has_group("bulkhead.io"));
+
+    sim.apply(common::label_map_crd()).unwrap();
+    let discovery = Discovery::new(client.clone()).run().await.unwrap();
+    let (resource, capabilities) = discovery.resolve_gvk(&gvk).expect("labelmaps discovered");
+    assert_eq!(
+        (resource.plural.as_str(), capabilities.scope),
+        ("labelmaps", Scope::Cluster)
+    );
+
+    let rv = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .metadata
+        .resource_version
+        .unwrap();
+    let mut map = DynamicObject::new("a", &resource);
+    map.data = json!({ "spec": { "workloadLabelMap": [{ "fromKey": "app.kubernetes.io/name", "toKey": "app" }] } });
+    api.create(&PostParams::default(), &map).await.unwrap();
+    let mut watch = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    let WatchEvent::Added(added) = next(&mut watch, true).await else {
+        panic!("the creation, replayed")
+    };
+    assert_eq!(
+        (
+            added.name_any(),
+            &added.data["spec"]["workloadLabelMap"][0]["toKey"]
+        ),
+        ("a".to_string(), &json!("app"))
+    );
+    assert!(matches!(
+        next(&mut watch, false).await,
+        WatchEvent::Bookmark(_)
+    ));
+
+    // uninstalling the CRD deletes its objects, which watchers see
+    sim.delete(Kind::CustomResourceDefinition, "", "labelmaps.bulkhead.io")
+        .unwrap();
+    let WatchEvent::Deleted(deleted) = next(&mut watch, true).await else {
+        panic!("the cascade's deletion")
+    };
+    assert_eq!(deleted.name_any(), "a");
+    assert!(api.list(&ListParams::default()).await.is_err());
+
+    // reinstalled, it starts empty, and an old version is as expired as for any kind
+    sim.apply(common::label_map_crd()).unwrap();
+    assert!(
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    sim.expire_history();
+    let mut stale = api
+        .watch(&WatchParams::default(), &rv)
+        .await
+        .unwrap()
+        .boxed();
+    assert!(matches!(
+        next(&mut stale, true).await,
+        WatchEvent::Error(status) if status.code == 410
+    ));
 }

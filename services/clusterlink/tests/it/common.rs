@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bulkhead_clusterlink::convert::{Observe, observe};
+use bulkhead_clusterlink::crd::LabelMap;
 use bulkhead_clusterlink::{ClusterlinkConfig, ClusterlinkError};
 use bulkhead_kubesim::{Kind, RunningSim, SimConfig, Simulator};
 use bulkhead_runtime::bus::{InProcessBus, TypedBus};
@@ -22,6 +23,7 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ReplicationController, Service};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::CustomResourceExt;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -177,7 +179,8 @@ impl Recorder {
     }
 }
 
-/// A simulated cluster with a small shop (every kind), a recorder and a bus.
+/// A simulated cluster with a small shop (every kind, the LabelMap CRD and one LabelMap), a
+/// recorder and a bus.
 pub struct Env {
     pub sim: RunningSim,
     pub bus: TypedBus,
@@ -209,6 +212,8 @@ impl Env {
         .unwrap();
         sim.seed_demo_app().unwrap();
         sim.apply(replication_controller("shop", "legacy")).unwrap();
+        install_label_map_crd(&sim);
+        sim.apply(label_map("default")).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
         sim.write_kubeconfig(&kubeconfig).unwrap();
@@ -305,6 +310,13 @@ pub async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// A line of the metrics exposition with all of `parts`.
+pub fn metric_line_with(parts: &[&str]) -> bool {
+    bulkhead_runtime::metrics::render()
+        .lines()
+        .any(|line| parts.iter().all(|p| line.contains(p)))
+}
+
 /// Runs `test` for at most 30 s.
 pub async fn bounded<F: Future<Output = ()>>(test: F) {
     tokio::time::timeout(Duration::from_secs(30), test)
@@ -336,7 +348,38 @@ pub fn expected(sim: &Simulator) -> State {
     collect::<ReplicationController>(sim, Kind::ReplicationController, &mut all);
     collect::<Job>(sim, Kind::Job, &mut all);
     collect::<CronJob>(sim, Kind::CronJob, &mut all);
+    collect::<LabelMap>(sim, Kind::LabelMap, &mut all);
     all
+}
+
+/// Installs the CustomResourceDefinition of LabelMaps (the one `deploy/crds` ships).
+pub fn install_label_map_crd(sim: &Simulator) {
+    sim.apply(serde_json::to_value(LabelMap::crd()).unwrap())
+        .unwrap();
+}
+
+pub fn uninstall_label_map_crd(sim: &Simulator) {
+    sim.delete(Kind::CustomResourceDefinition, "", "labelmaps.bulkhead.io")
+        .unwrap();
+}
+
+/// A LabelMap with a node rule, a workload rule, and a second workload rule for the same
+/// `fromKey`, which clusterlink leaves out.
+pub fn label_map(name: &str) -> Value {
+    json!({
+        "apiVersion": "bulkhead.io/v1", "kind": "LabelMap",
+        "metadata": { "name": name },
+        "spec": {
+            "nodeLabelMap": [{
+                "fromKey": "topology.kubernetes.io/zone", "toKey": "loc",
+                "valuesMap": [{ "from": "us-east-1a", "to": "east" }], "allowCreate": true,
+            }],
+            "workloadLabelMap": [
+                { "fromKey": "app.kubernetes.io/name", "toKey": "app" },
+                { "fromKey": "app.kubernetes.io/name", "toKey": "role" },
+            ],
+        },
+    })
 }
 
 /// The observations that take `before` to `after`, as a set: what a resync may send, at most.

@@ -2,5 +2,6 @@
 //! bus (in-process, and nats-server), with a recording responder in inventory's place.
 
 mod common;
+mod crd;
 mod recovery;
 mod sync;

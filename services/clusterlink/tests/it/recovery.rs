@@ -7,14 +7,7 @@ use bulkhead_runtime::bus::{InProcessBus, TypedBus};
 use bulkhead_schema::messages::health::ServiceState;
 use bulkhead_schema::messages::inventory::{Observation, ReportAck, ResourceKind};
 
-use crate::common::{Env, as_changes, bounded, difference, eventually, pod, uid};
-
-/// A line of the metrics exposition with all of `parts`.
-fn metric_line_with(parts: &[&str]) -> bool {
-    bulkhead_runtime::metrics::render()
-        .lines()
-        .any(|line| parts.iter().all(|p| line.contains(p)))
-}
+use crate::common::{Env, as_changes, bounded, difference, eventually, metric_line_with, pod, uid};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unanswered_and_unavailable_requests_are_retried_and_nothing_is_lost() {

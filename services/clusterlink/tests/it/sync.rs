@@ -8,11 +8,12 @@ use bulkhead_runtime::bus::TypedBus;
 use bulkhead_runtime::testing::NatsServer;
 use bulkhead_schema::messages::health::ServiceState;
 use bulkhead_schema::messages::inventory::{
-    ObjectDetails, Observation, ObservedObject, ResourceKind, ServicePort,
+    LabelMapItem, ObjectDetails, Observation, ObservedObject, ResourceKind, ServicePort,
+    ValueMapping,
 };
 use serde_json::{Value, json};
 
-use crate::common::{Env, State, bounded, eventually, uid};
+use crate::common::{Env, State, bounded, eventually, metric_line_with, uid};
 
 fn find<'a>(
     state: &'a State,
@@ -195,6 +196,33 @@ fn check_details(env: &Env, state: &State) {
         workload(ResourceKind::DaemonSet, "kube-system", "kube-proxy").2,
         None
     );
+
+    // the second workload rule for app.kubernetes.io/name is left out, and counted
+    assert_eq!(
+        find(state, ResourceKind::LabelMap, "", "default").details,
+        ObjectDetails::LabelMap {
+            node_label_map: vec![LabelMapItem {
+                from_key: "topology.kubernetes.io/zone".into(),
+                to_key: "loc".into(),
+                values_map: vec![ValueMapping {
+                    from: "us-east-1a".into(),
+                    to: "east".into(),
+                }],
+                allow_create: true,
+            }],
+            workload_label_map: vec![LabelMapItem {
+                from_key: "app.kubernetes.io/name".into(),
+                to_key: "app".into(),
+                values_map: vec![],
+                allow_create: false,
+            }],
+        }
+    );
+    assert!(metric_line_with(&[
+        "bulkhead_clusterlink_dropped_parts_total",
+        r#"kind="LabelMap""#,
+        r#"reason="duplicate_from_key""#,
+    ]));
 }
 
 async fn sync_and_follow(bus: TypedBus) {
@@ -267,6 +295,23 @@ async fn sync_and_follow(bus: TypedBus) {
         find(&recorder.objects(), ResourceKind::Pod, "shop", &name).annotations,
         labels(&[("bulkhead.io/role", "web"), ("com.illumio.env", "prod")])
     );
+
+    // a LabelMap changed, another added, then deleted
+    let mut default = env.sim.get(Kind::LabelMap, "", "default").unwrap();
+    default["spec"]["workloadLabelMap"] = json!([{ "fromKey": "team", "toKey": "env" }]);
+    env.sim.apply(default).unwrap();
+    env.sim.apply(crate::common::label_map("extra")).unwrap();
+    env.converged("the LabelMap changes").await;
+    let objects = recorder.objects();
+    let ObjectDetails::LabelMap {
+        workload_label_map, ..
+    } = &find(&objects, ResourceKind::LabelMap, "", "default").details
+    else {
+        panic!("label map details")
+    };
+    assert_eq!(workload_label_map[0].from_key, "team");
+    env.sim.delete(Kind::LabelMap, "", "extra").unwrap();
+    env.converged("the LabelMap deletion").await;
     link.stop().await;
 }
 

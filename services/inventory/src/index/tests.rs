@@ -8,8 +8,8 @@ use bulkhead_schema::messages::eventlog::RecordedEvent;
 use bulkhead_schema::messages::inventory::{
     BackendView, ClusterCredentials, ClusterError, InventoryEvent, InventoryFilter, InventoryItems,
     InventoryPage, InventoryQuery, InventoryQueryKind, InventoryRejection, KubeWorkloadView,
-    ObjectDetails, ObservedObject, OwnerRef, PodRef, ResourceKind, ServicePort, SliceEndpoint,
-    SlicePort, SyncState, WorkloadRef,
+    LabelMapItem, ObjectDetails, ObservedObject, OwnerRef, PodRef, ResourceKind, ServicePort,
+    SliceEndpoint, SlicePort, SyncState, ValueMapping, WorkloadRef,
 };
 
 use super::*;
@@ -178,6 +178,34 @@ pub(crate) fn mk_service(name: &str, namespace: &str) -> ObservedObject {
                 node_port: None,
             }],
             selector: [("app".to_owned(), name.to_owned())].into(),
+        },
+    )
+}
+
+/// A LabelMap mapping `app.kubernetes.io/name` to `app` and node zones to `loc`.
+pub(crate) fn mk_label_map(name: &str) -> ObservedObject {
+    let item = |from_key: &str, to_key: &str| LabelMapItem {
+        from_key: from_key.into(),
+        to_key: to_key.into(),
+        values_map: vec![],
+        allow_create: false,
+    };
+    let zone = LabelMapItem {
+        values_map: vec![ValueMapping {
+            from: "us-east-1a".into(),
+            to: "east".into(),
+        }],
+        allow_create: true,
+        ..item("topology.kubernetes.io/zone", "loc")
+    };
+    mk_object(
+        ResourceKind::LabelMap,
+        name,
+        "",
+        None,
+        ObjectDetails::LabelMap {
+            node_label_map: vec![zone],
+            workload_label_map: vec![item("app.kubernetes.io/name", "app")],
         },
     )
 }
@@ -596,6 +624,37 @@ fn objects_of_a_kind_with_mismatched_details_are_not_taken() {
     let mut no_uid = mk_node("n", "m");
     no_uid.uid.clear();
     assert!(validate_observation(&no_uid).is_err());
+    let mut label_map_as_namespace = mk_label_map("default");
+    label_map_as_namespace.kind = ResourceKind::Namespace;
+    assert!(validate_observation(&label_map_as_namespace).is_err());
+}
+
+#[test]
+fn label_maps_are_held_as_observed_and_appear_in_no_view() {
+    let mut log = Log::with_clusters(&[C1]);
+    let map = mk_label_map("default");
+    log.apply(C1, &[&map, &mk_node("n1", "m1")]);
+    let cluster = log.index.cluster(C1).unwrap();
+    let held = cluster.object(ResourceKind::LabelMap, &map.uid).unwrap();
+    assert_eq!(held.to_observed(ResourceKind::LabelMap, &map.uid), map);
+    assert_eq!(
+        log.index.digest(C1, ResourceKind::LabelMap, None, 10).len(),
+        1,
+        "resyncs compare them like any kind"
+    );
+    let hosts = ask(
+        &log.index,
+        InventoryQueryKind::HostWorkloads,
+        Default::default(),
+    );
+    assert_eq!(hosts.unwrap().total, 1, "only the node");
+
+    log.delete(C1, ResourceKind::LabelMap, "default");
+    assert_eq!(
+        log.index
+            .resource_version(C1, ResourceKind::LabelMap, &map.uid),
+        None
+    );
 }
 
 // --- host workloads -------------------------------------------------------------------------------
@@ -1347,6 +1406,7 @@ fn a_checkpoint_restores_the_same_state() {
             &annotated,
             &mk_service("web", "shop"),
             &mk_slice("web-x", "shop", "web", &[&pod]),
+            &mk_label_map("default"),
         ],
     );
     log.event(

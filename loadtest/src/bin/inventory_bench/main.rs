@@ -1,0 +1,561 @@
+//! `inventory-bench`: the inventory benchmark of issue 4.
+//!
+//! ```text
+//!  kubesim (in this process: 200 nodes × 110 pods) ◄──watch── clusterlink ──reports──► inventory
+//!     ▲ pod label changes, 100/s                                 (processes, one nats-server)
+//!     │                                                                  │ append
+//!  this benchmark ◄─────────── committed events ◄──────────────────── eventlog
+//! ```
+//!
+//! One run measures, every Bulkhead service its own `bulkhead serve` process:
+//! - **converge**: from clusterlink's start to every object of the simulated cluster committed
+//!   in the log and counted by inventory's cluster view;
+//! - **memory**: inventory's resident memory before clusterlink starts and once converged, per
+//!   pod of the cluster;
+//! - **change → commit**: pods relabelled in the simulator at a steady rate; for each, the time
+//!   until the log publishes the committed `ObjectApplied` that carries the new label;
+//! - **floors**, in the same run: the log alone taking the same events in report-sized batches
+//!   (what convergence cannot beat), one event appended alone (what a change cannot beat), and
+//!   the size of a pod's event on the wire (what a pod's memory is read against).
+//!
+//! It prints the figures and the ratios; it never fails on them.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail, ensure};
+use bulkhead_kubesim::{Kind, SimConfig, Simulator};
+use bulkhead_loadtest::control_plane::{Service, bulkhead_binary, connect_bus};
+use bulkhead_loadtest::nats::{Installed, NatsServers};
+use bulkhead_loadtest::report::{Goal, millis, ratio, table};
+use bulkhead_runtime::bus::TypedBus;
+use bulkhead_schema::Subject;
+use bulkhead_schema::messages::eventlog::{
+    AppendOutcome, AppendReply, AppendRequest, CommittedEvents, ExpectedVersion, NewEvent,
+};
+use bulkhead_schema::messages::inventory::{
+    ClusterCommand, ClusterCommandReply, ClusterView, InventoryEvent, InventoryItems,
+    InventoryQuery, InventoryQueryKind, InventoryReply, ResourceKind,
+};
+use clap::Parser;
+use hdrhistogram::Histogram;
+
+/// The inventory benchmark: converge time, memory per pod and change → commit latency for one
+/// simulated cluster, next to the event log's own floors. Prints figures, never fails on them.
+#[derive(Debug, Parser)]
+struct Args {
+    /// 20 nodes and 200 changes: checks that everything runs, figures not to quote.
+    #[arg(long)]
+    quick: bool,
+    /// Nodes of the simulated cluster [default: 200; 20 with --quick].
+    #[arg(long)]
+    nodes: Option<usize>,
+    /// Pods per node.
+    #[arg(long, default_value_t = 110)]
+    pods_per_node: usize,
+    /// Pod changes per second in the latency phase.
+    #[arg(long, default_value_t = 100)]
+    change_rate: u32,
+    /// Pod changes in the latency phase [default: 1000; 200 with --quick].
+    #[arg(long)]
+    changes: Option<usize>,
+    /// The `bulkhead` binary to run [default: `cargo build --release -p bulkhead`, then the
+    /// `bulkhead` next to this benchmark].
+    #[arg(long)]
+    bulkhead: Option<PathBuf>,
+}
+
+const CLUSTER_NAME: &str = "bench";
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(20);
+const CONVERGE_LIMIT: Duration = Duration::from_secs(300);
+/// The label the latency phase sets; its value is the change's number.
+const CHANGE_LABEL: &str = "bench.bulkhead.io/change";
+/// What clusterlink batches into one report (its default `report_batch_size`).
+const REPORT_BATCH: usize = 500;
+/// What one append may carry, with room for the envelope (the log's limit is 512 KiB).
+const APPEND_BYTES: usize = 448 * 1024;
+const TARGET_CONVERGE: Duration = Duration::from_secs(10);
+const TARGET_P99: Duration = Duration::from_millis(50);
+const TARGET_BYTES_PER_POD: f64 = 2048.0;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run(Args::parse()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("inventory-bench: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the committed stream has shown so far: the uids of every kind's applied objects, the
+/// events' sizes, and when each numbered change arrived.
+#[derive(Default)]
+struct Committed {
+    uids: HashMap<ResourceKind, HashSet<String>>,
+    events: u64,
+    bytes: u64,
+    pod_event_bytes: Vec<usize>,
+    changes: HashMap<u64, Instant>,
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let nodes = args.nodes.unwrap_or(if args.quick { 20 } else { 200 });
+    let changes = args.changes.unwrap_or(if args.quick { 200 } else { 1000 });
+    let binary = bulkhead_binary(args.bulkhead)?;
+    let installed = Installed::probe()?;
+    println!(
+        "# inventory-bench: {nodes} nodes × {} pods, {changes} changes at {}/s",
+        args.pods_per_node, args.change_rate
+    );
+    println!(
+        "bulkhead: {}; nats-server: {}",
+        binary.display(),
+        installed.version
+    );
+
+    let seeding = Instant::now();
+    let sim = bulkhead_kubesim::Simulator::start(SimConfig {
+        nodes,
+        pods_per_node: args.pods_per_node,
+        history: 1_000_000,
+        ..SimConfig::default()
+    })
+    .await?;
+    let simulator = sim.simulator();
+    println!(
+        "simulator: {} pods, {} objects in all, seeded in {:.1} s",
+        simulator.count(Kind::Pod),
+        expected_objects(&simulator).values().sum::<usize>(),
+        seeding.elapsed().as_secs_f64()
+    );
+
+    let dir = tempfile::Builder::new()
+        .prefix("bench-inventory-")
+        .tempdir()?;
+    let kubeconfig = dir.path().join("kubeconfig");
+    sim.write_kubeconfig(&kubeconfig)?;
+    let nats = NatsServers::start(&installed, 1, None).await?;
+    let raft = format!("127.0.0.1:{}", bulkhead_loadtest::process::free_port()?);
+    let data = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
+    let eventlog_dir = data("eventlog");
+    let peers = format!("1={raft}");
+    let _eventlog = Service::start(
+        &binary,
+        "eventlog",
+        &[
+            "eventlog",
+            "--node-id",
+            "1",
+            "--data-dir",
+            &eventlog_dir,
+            "--raft-listen",
+            &raft,
+            "--peers",
+            &peers,
+            "--init",
+        ],
+        &nats.url(),
+        dir.path(),
+    )
+    .await?;
+    let inventory_dir = data("inventory");
+    let inventory = Service::start(
+        &binary,
+        "inventory",
+        &["inventory", "--data-dir", &inventory_dir],
+        &nats.url(),
+        dir.path(),
+    )
+    .await?;
+    let bus = connect_bus(&nats.url(), "inventory-bench").await?;
+
+    let (cluster_id, token) = create_cluster(&bus).await?;
+    let committed = Arc::new(Mutex::new(Committed::default()));
+    let follower = tokio::spawn(follow_committed(bus.clone(), committed.clone()));
+    let memory_before = settled_resident_bytes(&inventory).await?;
+
+    // Converge: clusterlink starts; done when the log holds every object and inventory counts
+    // every node and pod.
+    let expected = expected_objects(&simulator);
+    let started = Instant::now();
+    let token_arg = token.clone();
+    let _clusterlink = Service::start(
+        &binary,
+        "clusterlink",
+        &[
+            "clusterlink",
+            "--cluster-id",
+            &cluster_id,
+            "--cluster-token",
+            &token_arg,
+            "--kubeconfig",
+            &kubeconfig.to_string_lossy(),
+        ],
+        &nats.url(),
+        dir.path(),
+    )
+    .await?;
+    let converged = loop {
+        if all_committed(&committed, &expected) {
+            let view = cluster_view(&bus, &cluster_id).await?;
+            if view.pods as usize == expected[&ResourceKind::Pod]
+                && view.nodes as usize == expected[&ResourceKind::Node]
+            {
+                break started.elapsed();
+            }
+        }
+        ensure!(
+            started.elapsed() < CONVERGE_LIMIT,
+            "not converged within {CONVERGE_LIMIT:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    };
+    let memory_after = settled_resident_bytes(&inventory).await?;
+    let (events, bytes, pod_event_bytes) = {
+        let seen = committed.lock().unwrap();
+        let mut sizes = seen.pod_event_bytes.clone();
+        sizes.sort_unstable();
+        (seen.events, seen.bytes, sizes[sizes.len() / 2])
+    };
+
+    // Change → commit under a steady rate of pod changes.
+    let latency = relabel_pods(&simulator, &committed, changes, args.change_rate).await?;
+
+    // Floors: the log alone, with the same events and with one event at a time.
+    let average_event = (bytes / events.max(1)) as usize;
+    let log_floor = append_in_batches(&bus, events as usize, average_event).await?;
+    let single = append_one_at_a_time(&bus, changes.min(500), pod_event_bytes).await?;
+    follower.abort();
+
+    let pods = expected[&ResourceKind::Pod];
+    let per_pod = memory_after.saturating_sub(memory_before) as f64 / pods as f64;
+    let mut out = table(&[
+        "measure",
+        "Bulkhead",
+        "floor",
+        "vs floor",
+        "target",
+        "vs target",
+    ]);
+    out.add_row(vec![
+        "converge: clusterlink start → all committed and counted".to_owned(),
+        format!("{:.2} s", converged.as_secs_f64()),
+        format!(
+            "{:.2} s (log alone, {events} events)",
+            log_floor.as_secs_f64()
+        ),
+        ratio(converged.as_secs_f64(), log_floor.as_secs_f64(), Goal::None),
+        format!("≤ {} s", TARGET_CONVERGE.as_secs()),
+        ratio(
+            converged.as_secs_f64(),
+            TARGET_CONVERGE.as_secs_f64(),
+            Goal::AtMostTheirs,
+        ),
+    ]);
+    out.add_row(vec![
+        "inventory memory per pod".to_owned(),
+        format!("{per_pod:.0} B"),
+        format!("{pod_event_bytes} B (a pod's event, MessagePack)"),
+        ratio(per_pod, pod_event_bytes as f64, Goal::None),
+        format!("≤ {TARGET_BYTES_PER_POD:.0} B"),
+        ratio(per_pod, TARGET_BYTES_PER_POD, Goal::AtMostTheirs),
+    ]);
+    for (name, quantile) in [("p50", 0.5), ("p99", 0.99)] {
+        let ours = latency.value_at_quantile(quantile);
+        let floor = single.value_at_quantile(quantile);
+        out.add_row(vec![
+            format!("pod change → committed, {name}"),
+            millis(ours),
+            format!("{} (one append alone)", millis(floor)),
+            ratio(ours as f64, floor as f64, Goal::None),
+            if name == "p99" {
+                format!("≤ {} ms", TARGET_P99.as_millis())
+            } else {
+                String::new()
+            },
+            if name == "p99" {
+                ratio(
+                    ours as f64,
+                    TARGET_P99.as_micros() as f64,
+                    Goal::AtMostTheirs,
+                )
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    println!();
+    println!("{out}");
+    println!(
+        "\ninventory resident memory: {:.1} MiB before clusterlink, {:.1} MiB converged; \
+         {events} events ({:.1} MiB) committed while converging; {} changes, max {}",
+        memory_before as f64 / 1048576.0,
+        memory_after as f64 / 1048576.0,
+        bytes as f64 / 1048576.0,
+        latency.len(),
+        millis(latency.max()),
+    );
+    sim.stop().await;
+    Ok(())
+}
+
+/// Object counts by kind in the simulator: what the log must hold once converged.
+fn expected_objects(simulator: &Simulator) -> HashMap<ResourceKind, usize> {
+    ResourceKind::ALL
+        .into_iter()
+        .filter_map(|kind| {
+            let sim_kind = Kind::ALL
+                .into_iter()
+                .find(|k| k.name() == kind.kube_kind())?;
+            Some((kind, simulator.count(sim_kind)))
+        })
+        .collect()
+}
+
+fn all_committed(committed: &Mutex<Committed>, expected: &HashMap<ResourceKind, usize>) -> bool {
+    let seen = committed.lock().unwrap();
+    expected
+        .iter()
+        .all(|(kind, count)| seen.uids.get(kind).map_or(0, HashSet::len) >= *count)
+}
+
+/// Pairs the benchmark's cluster, once inventory answers (it first catches up with the log).
+async fn create_cluster(bus: &TypedBus) -> anyhow::Result<(String, String)> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let command = ClusterCommand::Create {
+        name: CLUSTER_NAME.into(),
+        description: "inventory-bench".into(),
+    };
+    let reply = loop {
+        match bus
+            .request::<ClusterCommand, ClusterCommandReply>(
+                &Subject::inventory_command(),
+                &command,
+                REQUEST_TIMEOUT,
+            )
+            .await
+        {
+            Ok(reply) => break reply.message,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => return Err(error).context("create the cluster"),
+        }
+    };
+    match reply {
+        ClusterCommandReply::Done {
+            cluster,
+            token: Some(token),
+        } => Ok((cluster.cluster_id, token)),
+        other => bail!("creating the cluster: {other:?}"),
+    }
+}
+
+async fn cluster_view(bus: &TypedBus, cluster_id: &str) -> anyhow::Result<ClusterView> {
+    let reply = bus
+        .request::<InventoryQuery, InventoryReply>(
+            &Subject::inventory_query(),
+            &InventoryQuery {
+                what: InventoryQueryKind::Cluster {
+                    cluster_id: cluster_id.to_owned(),
+                },
+                filter: Default::default(),
+                offset: 0,
+                limit: 1,
+            },
+            REQUEST_TIMEOUT,
+        )
+        .await?
+        .message;
+    match reply {
+        InventoryReply::Page(page) => match page.items {
+            InventoryItems::Clusters(mut clusters) if !clusters.is_empty() => {
+                Ok(clusters.swap_remove(0))
+            }
+            other => bail!("cluster query answered {other:?}"),
+        },
+        InventoryReply::Rejected { kind, reason } => bail!("cluster query: {kind:?}: {reason}"),
+    }
+}
+
+/// Records what the log commits: object uids by kind, sizes, and the numbered changes.
+async fn follow_committed(bus: TypedBus, committed: Arc<Mutex<Committed>>) -> anyhow::Result<()> {
+    let mut subscription = bus
+        .subscribe::<CommittedEvents>(&Subject::eventlog_committed())
+        .await?;
+    while let Some(received) = subscription.next().await {
+        let arrived = Instant::now();
+        let mut seen = committed.lock().unwrap();
+        for event in &received.message.events {
+            if event.event_type != InventoryEvent::EVENT_TYPE {
+                continue;
+            }
+            let Ok(InventoryEvent::ObjectApplied { object, .. }) =
+                rmp_serde::from_slice::<InventoryEvent>(&event.data)
+            else {
+                continue;
+            };
+            seen.events += 1;
+            seen.bytes += event.data.len() as u64;
+            if object.kind == ResourceKind::Pod {
+                seen.pod_event_bytes.push(event.data.len());
+            }
+            if let Some(change) = object.labels.get(CHANGE_LABEL) {
+                if let Ok(number) = change.parse() {
+                    seen.changes.entry(number).or_insert(arrived);
+                }
+            }
+            seen.uids.entry(object.kind).or_default().insert(object.uid);
+        }
+    }
+    Ok(())
+}
+
+/// Relabels `count` distinct pods at `rate` per second and returns, in microseconds, how long
+/// each change took to come back committed (from just before the simulator applied it).
+async fn relabel_pods(
+    simulator: &Simulator,
+    committed: &Mutex<Committed>,
+    count: usize,
+    rate: u32,
+) -> anyhow::Result<Histogram<u64>> {
+    let pods: Vec<(String, String)> = simulator
+        .list(Kind::Pod, None)
+        .into_iter()
+        .filter(|p| p["spec"]["hostNetwork"] != serde_json::json!(true))
+        .map(|p| {
+            let meta = &p["metadata"];
+            (
+                meta["namespace"].as_str().unwrap_or_default().to_owned(),
+                meta["name"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    ensure!(pods.len() >= count, "only {} pods to change", pods.len());
+    let step = pods.len() / count;
+    let mut tick = tokio::time::interval(Duration::from_secs(1) / rate);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = HashMap::with_capacity(count);
+    for number in 0..count as u64 {
+        tick.tick().await;
+        let (namespace, name) = &pods[number as usize * step];
+        let pod = simulator
+            .get(Kind::Pod, namespace, name)
+            .with_context(|| format!("pod {namespace}/{name} vanished"))?;
+        let mut labels: std::collections::BTreeMap<String, String> =
+            serde_json::from_value(pod["metadata"]["labels"].clone()).unwrap_or_default();
+        labels.insert(CHANGE_LABEL.into(), number.to_string());
+        sent.insert(number, Instant::now());
+        simulator.set_labels(Kind::Pod, namespace, name, labels)?;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if committed.lock().unwrap().changes.len() >= count {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{} of {count} changes committed after 30 s",
+            committed.lock().unwrap().changes.len()
+        );
+        tokio::time::sleep(POLL).await;
+    }
+    let mut histogram = Histogram::<u64>::new(3)?;
+    let seen = committed.lock().unwrap();
+    for (number, at) in sent {
+        let arrived = seen.changes[&number];
+        histogram.record(arrived.saturating_duration_since(at).as_micros() as u64)?;
+    }
+    Ok(histogram)
+}
+
+/// `count` events of `size` bytes appended in report-sized batches (as many as fit one
+/// append), four batches in flight
+/// (clusterlink's watchers report concurrently): how long the log alone takes for them.
+async fn append_in_batches(bus: &TypedBus, count: usize, size: usize) -> anyhow::Result<Duration> {
+    let per_batch = REPORT_BATCH.min(APPEND_BYTES / size.max(1)).max(1);
+    let batches = count.div_ceil(per_batch);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            let bus = bus.clone();
+            let next = next.clone();
+            tokio::spawn(async move {
+                loop {
+                    let batch = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if batch >= batches {
+                        return anyhow::Ok(());
+                    }
+                    let events = per_batch.min(count - batch * per_batch);
+                    append(&bus, &format!("floor/batch/{batch}"), events, size).await?;
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await??;
+    }
+    Ok(started.elapsed())
+}
+
+/// `count` appends of one `size`-byte event, one after the other: microseconds each.
+async fn append_one_at_a_time(
+    bus: &TypedBus,
+    count: usize,
+    size: usize,
+) -> anyhow::Result<Histogram<u64>> {
+    let mut histogram = Histogram::<u64>::new(3)?;
+    for i in 0..count {
+        let started = Instant::now();
+        append(bus, &format!("floor/single/{i}"), 1, size).await?;
+        histogram.record(started.elapsed().as_micros() as u64)?;
+    }
+    Ok(histogram)
+}
+
+async fn append(bus: &TypedBus, key: &str, events: usize, size: usize) -> anyhow::Result<()> {
+    let request = AppendRequest {
+        stream: "bench/floor".into(),
+        expected_version: ExpectedVersion::Any,
+        idempotency_key: key.to_owned(),
+        events: (0..events)
+            .map(|_| NewEvent {
+                event_type: "bench.Floor".into(),
+                data: vec![0x5a; size],
+            })
+            .collect(),
+    };
+    match bus
+        .request::<AppendRequest, AppendReply>(
+            &Subject::eventlog_append(),
+            &request,
+            REQUEST_TIMEOUT,
+        )
+        .await?
+        .message
+    {
+        AppendReply::Decided(AppendOutcome::Appended { .. }) => Ok(()),
+        other => bail!("floor append {key}: {other:?}"),
+    }
+}
+
+/// Resident memory once it stops moving (the projection applying, the allocator settling).
+async fn settled_resident_bytes(service: &Service) -> anyhow::Result<u64> {
+    let mut last = service.resident_bytes()?;
+    for _ in 0..20 {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = service.resident_bytes()?;
+        if now.abs_diff(last) < 64 * 1024 {
+            return Ok(now);
+        }
+        last = now;
+    }
+    Ok(last)
+}
