@@ -29,6 +29,8 @@
 //!
 //! It is then authenticated, org-checked, error-shaped and documented; handlers return
 //! `Result<_, HttpError>`, and take the caller's key as `Extension<auth::Caller>`.
+//! Lists take their page as `Query<paging::PageQuery>` and answer a `paging::Listing`, which
+//! carries the total in `X-Total-Count`.
 
 mod api_keys;
 mod auth;
@@ -36,9 +38,11 @@ mod error;
 mod health;
 mod inventory;
 mod keys;
+mod labeling;
 mod log;
 mod metrics;
 mod orgs;
+mod paging;
 mod routes;
 #[cfg(test)]
 mod tests;

@@ -1,5 +1,5 @@
 //! `/api/v2/orgs/{org_id}/...`: where every resource lives, as in the reference product's REST
-//! API. Each area (API keys now; workloads, labels, rulesets... later) is a module whose
+//! API. Each area (API keys, inventory, labeling; rulesets... later) is a module whose
 //! [`ApiRouter`] is merged in [`routes`].
 
 use axum::extract::{Path, Request};
@@ -10,7 +10,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use crate::error::HttpError;
-use crate::{ApiRouter, api_keys, inventory};
+use crate::{ApiRouter, api_keys, inventory, labeling};
 
 /// The only organisation until Bulkhead is multi-tenant.
 const DEFAULT_ORG: u64 = 1;
@@ -36,6 +36,7 @@ pub(crate) fn routes() -> ApiRouter {
     ApiRouter::default()
         .merge(api_keys::routes())
         .merge(inventory::routes())
+        .merge(labeling::routes())
         .layer(middleware::from_fn(require_known_org))
 }
 

@@ -35,6 +35,8 @@ pub(crate) const MAX_REQUEST_BODY_BYTES: usize = 1 << 20;
         (name = "health", description = "Service health"),
         (name = "meta", description = "This API itself"),
         (name = "api_keys", description = "API keys"),
+        (name = "labeling", description = "Label dimensions, labels, label groups, container workload profiles \
+            (with their template and pairing keys), label maps"),
         (name = "log", description = "The event log: status, events, membership (read-only for events)"),
     )
 )]

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::client::Client;
-use crate::{inventory, log, serve, up};
+use crate::{inventory, labeling, log, serve, up};
 
 /// Bulkhead: micro-segmentation for Kubernetes and OpenShift.
 ///
@@ -64,6 +64,8 @@ pub enum Command {
     Log(log::LogCommand),
     #[command(flatten)]
     Inventory(inventory::InventoryCommand),
+    #[command(flatten)]
+    Labeling(labeling::LabelingCommand),
 }
 
 /// Where `bulkhead up` keeps its data unless told otherwise.
@@ -84,6 +86,9 @@ impl Cli {
             }
             Command::Inventory(command) => {
                 inventory::run(&Client::new(&self.remote)?, self.remote.output, command).await
+            }
+            Command::Labeling(command) => {
+                labeling::run(&Client::new(&self.remote)?, self.remote.output, command).await
             }
         }
     }

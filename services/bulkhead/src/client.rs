@@ -143,6 +143,50 @@ pub fn print(
     Ok(())
 }
 
+/// Which page of a list to ask for.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct PageArgs {
+    /// At most this many entries (1 to 1000).
+    #[arg(long, default_value_t = 500)]
+    pub max_results: u32,
+    /// Skip this many entries first.
+    #[arg(long, default_value_t = 0)]
+    pub offset: u32,
+}
+
+impl PageArgs {
+    /// The largest page the API serves, for looking things up.
+    pub const LARGEST: PageArgs = PageArgs {
+        max_results: 1000,
+        offset: 0,
+    };
+}
+
+/// `path?query`, with the given filters (those set) and the page, URL-encoded.
+pub fn with_query(path: &str, filters: &[(&str, Option<&str>)], page: &PageArgs) -> String {
+    let mut url = reqwest::Url::parse("http://bulkhead.invalid/").expect("a valid base URL");
+    {
+        let mut query = url.query_pairs_mut();
+        for (key, value) in filters {
+            if let Some(value) = value {
+                query.append_pair(key, value);
+            }
+        }
+        query.append_pair("max_results", &page.max_results.to_string());
+        query.append_pair("offset", &page.offset.to_string());
+    }
+    format!("{path}?{}", url.query().unwrap_or_default())
+}
+
+/// `text` as one segment of a path, so that a name with `/`, `?` or spaces stays one.
+pub fn path_segment(text: &str) -> String {
+    let mut url = reqwest::Url::parse("http://bulkhead.invalid/").expect("a valid base URL");
+    url.path_segments_mut()
+        .expect("an http URL has a path")
+        .push(text);
+    url.path()[1..].to_owned()
+}
+
 pub fn text(value: &Value) -> String {
     value
         .as_str()
@@ -157,5 +201,28 @@ fn api_error(body: &Value) -> anyhow::Error {
     ) {
         (Some(code), Some(message)) => anyhow!("{message} ({code})"),
         _ => anyhow!("unexpected answer: {body}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_are_encoded_and_skip_unset_filters() {
+        let page = PageArgs {
+            max_results: 10,
+            offset: 20,
+        };
+        assert_eq!(
+            with_query("/x", &[("name", Some("a b&c")), ("node", None)], &page),
+            "/x?name=a+b%26c&max_results=10&offset=20"
+        );
+    }
+
+    #[test]
+    fn path_segments_keep_names_whole() {
+        assert_eq!(path_segment("team maps/eu?x"), "team%20maps%2Feu%3Fx");
+        assert_eq!(path_segment("prod-1"), "prod-1");
     }
 }

@@ -1,6 +1,8 @@
 //! The demo cluster of `bulkhead up --demo`: a simulated Kubernetes API serving a small
 //! multi-tier app, paired to the embedded control plane and watched by an embedded clusterlink,
 //! so that a newcomer sees a live inventory within seconds and can change it with kubectl.
+//! Its namespaces are managed, and a label map turns the app's Kubernetes labels `app` and
+//! `tier` into Bulkhead labels `app` and `role`, so every pod shows effective labels too.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -12,7 +14,10 @@ use bulkhead_runtime::bus::TypedBus;
 use bulkhead_runtime::health::Health;
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::inventory::{
-    ClusterCommand, ClusterCommandReply, InventoryRejection,
+    ClusterCommand, ClusterCommandReply, InventoryRejection, LabelMapItem,
+};
+use bulkhead_schema::messages::labeling::{
+    LabelMapSpec, LabelingCommand, LabelingCommandReply, LabelingRejection, ProfileSettings,
 };
 use serde::{Deserialize, Serialize};
 
@@ -104,6 +109,9 @@ async fn pair(bus: &TypedBus, file: &Path) -> anyhow::Result<Pairing> {
                     cluster_id: cluster.cluster_id,
                     token,
                 };
+                // Before clusterlink starts, so that its namespaces get profiles from the
+                // managed template.
+                seed_labeling(bus, &pairing.cluster_id).await?;
                 save_private(file, &serde_json::to_vec_pretty(&pairing)?)?;
                 return Ok(pairing);
             }
@@ -125,6 +133,67 @@ async fn pair(bus: &TypedBus, file: &Path) -> anyhow::Result<Pairing> {
     Err(anyhow!(
         "inventory did not answer within a minute; the demo cluster is not paired"
     ))
+}
+
+/// Manages the demo cluster's namespaces and maps the app's Kubernetes labels to Bulkhead
+/// labels (retried while labeling catches up with the log after a start).
+async fn seed_labeling(bus: &TypedBus, cluster_id: &str) -> anyhow::Result<()> {
+    let map = |from: &str, to: &str| LabelMapItem {
+        from_key: from.into(),
+        to_key: to.into(),
+        values_map: Vec::new(),
+        allow_create: true,
+    };
+    let commands = [
+        LabelingCommand::SetTemplate {
+            cluster_id: cluster_id.into(),
+            settings: ProfileSettings {
+                managed: true,
+                ..ProfileSettings::default()
+            },
+        },
+        LabelingCommand::PutLabelMap {
+            cluster_id: cluster_id.into(),
+            name: "demo".into(),
+            spec: LabelMapSpec {
+                node_label_map: Vec::new(),
+                workload_label_map: vec![map("app", "app"), map("tier", "role")],
+            },
+        },
+    ];
+    for command in commands {
+        let mut attempts = 0;
+        loop {
+            let reply = bus
+                .request::<_, LabelingCommandReply>(
+                    &Subject::labeling_command(),
+                    &command,
+                    Duration::from_secs(5),
+                )
+                .await;
+            match reply.map(|r| r.message) {
+                Ok(LabelingCommandReply::Done { .. }) => break,
+                // Labeling learns of the new cluster when it applies inventory's event.
+                Ok(LabelingCommandReply::Rejected {
+                    kind: LabelingRejection::NotFound,
+                    reason,
+                }) => tracing::debug!(reason, "demo labels: the cluster is not known yet"),
+                Ok(LabelingCommandReply::Rejected { reason, .. }) => {
+                    bail!("cannot set up the demo cluster's labels: {reason}")
+                }
+                Ok(LabelingCommandReply::Unavailable { reason }) => {
+                    tracing::debug!(reason, "demo labels: retrying")
+                }
+                Err(error) => tracing::debug!(%error, "demo labels: labeling not ready yet"),
+            }
+            attempts += 1;
+            if attempts == 600 {
+                bail!("labeling did not answer within a minute; the demo cluster has no labels");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    Ok(())
 }
 
 fn save_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

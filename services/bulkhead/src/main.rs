@@ -10,6 +10,7 @@ mod cli;
 mod client;
 mod demo;
 mod inventory;
+mod labeling;
 mod log;
 mod serve;
 mod supervisor;

@@ -2,6 +2,8 @@
 // Each test crate uses a part of this module.
 #![allow(dead_code)]
 
+pub mod control_plane;
+
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
