@@ -6,11 +6,11 @@ use crate::messages::eventlog::{
 };
 use crate::messages::health::{ServiceHeartbeat, ServiceState};
 use crate::messages::inventory::{
-    ClusterCommand, ClusterCommandReply, ClusterCredentials, ClusterError, ClusterHeartbeat,
-    ClusterRef, ClusterReport, ClusterView, DigestReply, DigestRequest, InventoryEvent,
-    InventoryFilter, InventoryItems, InventoryPage, InventoryQuery, InventoryQueryKind,
-    InventoryReply, ObjectDetails, Observation, ObservedObject, OwnerRef, PodWorkloadView,
-    ReportAck, ResourceKind, SyncState, WorkloadRef,
+    AssignedLabel, ClusterCommand, ClusterCommandReply, ClusterCredentials, ClusterError,
+    ClusterHeartbeat, ClusterRef, ClusterReport, ClusterView, DigestReply, DigestRequest,
+    EffectiveLabeling, InventoryEvent, InventoryFilter, InventoryItems, InventoryPage,
+    InventoryQuery, InventoryQueryKind, InventoryReply, LabelSelector, ObjectDetails, Observation,
+    ObservedObject, OwnerRef, PodWorkloadView, ReportAck, ResourceKind, SyncState, WorkloadRef,
 };
 use crate::messages::labeling::{
     EffectiveLabel, EffectiveLabelsView, EnforcementMode, EntityKind, EntityLabels, EntityRef,
@@ -171,6 +171,10 @@ wire_messages! {
             namespace: Some("shop".into()),
             node: None,
             name: Some("frontend".into()),
+            labels: vec![
+                vec![LabelSelector::Href(label_href(1)), LabelSelector::Href(label_href(4))],
+                vec![LabelSelector::KeyValue { key: "app".into(), value: "shop".into() }],
+            ],
         },
         offset: 0,
         limit: 100,
@@ -193,6 +197,15 @@ wire_messages! {
                 WorkloadRef { kind: "ReplicaSet".into(), name: "frontend-7c9f8d".into(), uid: "5a1b-rs-uid".into() },
                 WorkloadRef { kind: "Deployment".into(), name: "frontend".into(), uid: "9c2d-deploy-uid".into() },
             ],
+            labeling: Some(EffectiveLabeling {
+                managed: true,
+                enforcement_mode: Some(EnforcementMode::Full),
+                labels: example_entity_labels()
+                    .labels
+                    .into_iter()
+                    .map(|(key, label)| AssignedLabel { href: label.href, key, value: label.value, source: label.source })
+                    .collect(),
+            }),
         }]),
     }),
     LabelingEvent => LabelingEvent::EffectiveLabels {

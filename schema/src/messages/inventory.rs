@@ -11,7 +11,10 @@
 //! Observations are compact, kind-agnostic summaries of Kubernetes objects ([`ObservedObject`]):
 //! the log keeps what was observed, and the inventory derives host workloads, pod workloads,
 //! kube workloads and virtual services from it, so a derivation rule can change without
-//! rewriting history.
+//! rewriting history. Their Bulkhead labels are the labeling service's: inventory also projects
+//! [`LabelingEvent::EffectiveLabels`] (streams `effective/<cluster>`) into its views.
+//!
+//! [`LabelingEvent::EffectiveLabels`]: crate::messages::labeling::LabelingEvent::EffectiveLabels
 
 use std::collections::BTreeMap;
 
@@ -19,6 +22,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::WireMessage;
+use crate::messages::labeling::{EnforcementMode, LabelSource};
 
 /// The Kubernetes kinds clusterlink watches.
 #[derive(
@@ -510,6 +514,31 @@ pub struct WorkloadRef {
     pub uid: String,
 }
 
+/// A Bulkhead label an entity carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AssignedLabel {
+    /// `/orgs/1/labels/<id>`.
+    pub href: String,
+    pub key: String,
+    pub value: String,
+    /// Why the entity carries it: a label map rule, its profile, an annotation, its node.
+    pub source: LabelSource,
+}
+
+/// What the labeling service last wrote of an entity (`LabelingEvent::EffectiveLabels`): views
+/// carry it once labeling has written the entity, and not before.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct EffectiveLabeling {
+    /// False for pods, services and kube workloads of unmanaged namespaces (no labels then).
+    pub managed: bool,
+    /// The namespace profile's mode, for managed pods, services and kube workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enforcement_mode: Option<EnforcementMode>,
+    /// By key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<AssignedLabel>,
+}
+
 /// A node (host workload).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct HostWorkloadView {
@@ -523,9 +552,12 @@ pub struct HostWorkloadView {
     pub pod_cidrs: Vec<String>,
     pub roles: Vec<String>,
     pub kubelet_version: String,
+    /// Kubernetes labels.
     pub labels: BTreeMap<String, String>,
     /// Host-network pods on this node: they share the node's addresses and policy.
     pub host_network_pods: Vec<PodRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeling: Option<EffectiveLabeling>,
 }
 
 /// A pod on the pod network (pod workload, legacy mode).
@@ -539,10 +571,13 @@ pub struct PodWorkloadView {
     pub ips: Vec<String>,
     pub phase: String,
     pub containers: Vec<String>,
+    /// Kubernetes labels.
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     /// Controlling owners from the pod up, e.g. its ReplicaSet, then that one's Deployment.
     pub owners: Vec<WorkloadRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeling: Option<EffectiveLabeling>,
 }
 
 /// The controller at the top of an owner chain, or a bare pod (kube workload, CLAS mode).
@@ -552,7 +587,8 @@ pub struct KubeWorkloadView {
     pub namespace: String,
     #[serde(flatten)]
     pub workload: WorkloadRef,
-    /// Empty when only known from its pods' owner references (not observed itself).
+    /// Kubernetes labels; empty when only known from its pods' owner references (not observed
+    /// itself).
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -563,6 +599,10 @@ pub struct KubeWorkloadView {
     pub ips: Vec<String>,
     /// Nodes its pods run on.
     pub nodes: Vec<String>,
+    /// A controller's, as labeling resolved it; a bare pod's is its pod's. None for a workload
+    /// known only by reference.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeling: Option<EffectiveLabeling>,
 }
 
 /// One endpoint behind a virtual service, from its EndpointSlices.
@@ -591,6 +631,7 @@ pub struct VirtualServiceView {
     pub cluster_ips: Vec<String>,
     pub ports: Vec<ServicePort>,
     pub selector: BTreeMap<String, String>,
+    /// Kubernetes labels.
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub backends: Vec<BackendView>,
@@ -598,6 +639,8 @@ pub struct VirtualServiceView {
     pub backend_ports: Vec<SlicePort>,
     /// The kube workloads behind it, whatever kind (Deployment, DaemonSet, bare pod...).
     pub workloads: Vec<WorkloadRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labeling: Option<EffectiveLabeling>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -640,6 +683,22 @@ pub struct InventoryFilter {
     /// A part of the name, case-insensitive.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Bulkhead labels, as the reference API's `labels` parameter has them: an entity matches
+    /// when it carries every label of at least one of the lists (`[[a, b], [c]]`: a and b, or
+    /// c). Host workloads, pod workloads, kube workloads and virtual services only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<Vec<LabelSelector>>,
+}
+
+/// One label of a label filter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LabelSelector {
+    /// The label's href, `/orgs/1/labels/<id>`.
+    Href(String),
+    /// The label's key, exactly, and its value, ignoring ASCII case (a key's values are
+    /// unique so).
+    KeyValue { key: String, value: String },
 }
 
 /// Asks inventory for a page of one kind of entity; answered with an [`InventoryReply`].
@@ -756,4 +815,62 @@ impl WireMessage for InventoryQuery {
 impl WireMessage for InventoryReply {
     const TYPE: &'static str = "inventory.InventoryReply";
     const VERSION: u16 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Envelope;
+
+    /// The golden vectors of [`InventoryQuery`] and [`InventoryReply`] before label filters and
+    /// effective labels were added: what an older sender writes.
+    const QUERY_BEFORE_LABELS: &str = concat!(
+        "85a474797065b8696e76656e746f72792e496e76656e746f72795175657279a776657273696f6e01a26964d9",
+        "2430313839306135642d616339362d373734622d626363652d623330323039396138303537aa73656e745f61",
+        "745f6d73cf0000018bcfe56800a77061796c6f6164c47984a477686174ad706f645f776f726b6c6f616473a6",
+        "66696c74657283aa636c75737465725f6964d92463306666656530302d303030302d343030302d383030302d",
+        "303030303030303030303031a96e616d657370616365a473686f70a46e616d65a866726f6e74656e64a66f66",
+        "6673657400a56c696d697464",
+    );
+    const REPLY_BEFORE_LABELS: &str = concat!(
+        "85a474797065b8696e76656e746f72792e496e76656e746f72795265706c79a776657273696f6e01a26964d9",
+        "2430313839306135642d616339362d373734622d626363652d623330323039396138303537aa73656e745f61",
+        "745f6d73cf0000018bcfe56800a77061796c6f6164c5018181a47061676583a5746f74616c01a66f66667365",
+        "7400a56974656d7381ad706f645f776f726b6c6f616473918ba7636c757374657282aa636c75737465725f69",
+        "64d92463306666656530302d303030302d343030302d383030302d303030303030303030303031a46e616d65",
+        "a770726f642d6575a3756964ac376434652d706f642d756964a96e616d657370616365a473686f70a46e616d",
+        "65b566726f6e74656e642d3763396638642d6162636465a96e6f64655f6e616d65a66e6f64652d31a3697073",
+        "91aa31302e3234342e312e37a57068617365a752756e6e696e67aa636f6e7461696e65727391a3776562a66c",
+        "6162656c7381a3617070a866726f6e74656e64ab616e6e6f746174696f6e7380a66f776e6572739283a46b69",
+        "6e64aa5265706c696361536574a46e616d65af66726f6e74656e642d376339663864a3756964ab356131622d",
+        "72732d75696483a46b696e64aa4465706c6f796d656e74a46e616d65a866726f6e74656e64a3756964af3963",
+        "32642d6465706c6f792d756964",
+    );
+
+    #[test]
+    fn messages_of_senders_that_know_no_labels_still_decode() {
+        let query = Envelope::decode::<InventoryQuery>(
+            &hex::decode(QUERY_BEFORE_LABELS).unwrap(),
+            usize::MAX,
+        )
+        .unwrap()
+        .message;
+        assert_eq!(query.filter.name.as_deref(), Some("frontend"));
+        assert!(query.filter.labels.is_empty());
+        let reply = Envelope::decode::<InventoryReply>(
+            &hex::decode(REPLY_BEFORE_LABELS).unwrap(),
+            usize::MAX,
+        )
+        .unwrap()
+        .message;
+        let InventoryReply::Page(InventoryPage {
+            items: InventoryItems::PodWorkloads(pods),
+            ..
+        }) = reply
+        else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(pods[0].labels["app"], "frontend");
+        assert_eq!(pods[0].labeling, None);
+    }
 }

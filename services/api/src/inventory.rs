@@ -4,7 +4,10 @@
 //! (`inventory.ClusterCommand`, `inventory.InventoryQuery`); here its views get the reference
 //! product's shape: `href` and `name` on everything, the owning cluster as
 //! `container_cluster: {href, name}`, lists paged with `max_results` and `offset` and their
-//! size in `X-Total-Count`.
+//! size in `X-Total-Count`. `labels` are Bulkhead labels as the reference has them,
+//! `[{href, key, value}]`, each with its `source` (a Bulkhead extension), filtered by the
+//! reference's `labels` parameter; Kubernetes labels are `kubernetes_labels`
+//! (docs/inventory-api.md).
 
 use std::time::Duration;
 
@@ -15,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::inventory::{
     ClusterCommand, ClusterCommandReply, ClusterView, InventoryFilter, InventoryItems,
-    InventoryQuery, InventoryQueryKind, InventoryRejection, InventoryReply,
+    InventoryQuery, InventoryQueryKind, InventoryRejection, InventoryReply, LabelSelector,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -76,6 +79,11 @@ struct ListQuery {
     node: Option<String>,
     /// Only names containing this, case-insensitively.
     name: Option<String>,
+    /// Only what carries these labels (workloads, container workloads, Kubernetes workloads,
+    /// virtual services): a JSON list of lists, matching what carries every label of any one
+    /// list, e.g. `[["/orgs/1/labels/1","/orgs/1/labels/2"],["/orgs/1/labels/3"]]`. A label is
+    /// its href, `{"href": ...}`, or `{"key": ..., "value": ...}`.
+    labels: Option<String>,
     /// At most this many entries (default 500, at most 1000).
     max_results: Option<u32>,
     /// Skip this many entries first (default 0).
@@ -105,11 +113,54 @@ impl ListQuery {
                 namespace: self.namespace.clone(),
                 node: self.node.clone(),
                 name: self.name.clone(),
+                labels: match &self.labels {
+                    Some(labels) => label_selectors(labels)?,
+                    None => Vec::new(),
+                },
             },
             offset: self.offset.unwrap_or(0),
             limit,
         })
     }
+}
+
+/// A label of the `labels` parameter: an href as the reference API has it, a label object as
+/// lists show them (so that they can be sent back as they are), or a key and value.
+#[derive(Debug, Deserialize)]
+#[serde(
+    untagged,
+    expecting = "each label an href, {\"href\": ...} or {\"key\": ..., \"value\": ...}"
+)]
+enum LabelParam {
+    Href(String),
+    Object { href: String },
+    KeyValue { key: String, value: String },
+}
+
+impl From<LabelParam> for LabelSelector {
+    fn from(param: LabelParam) -> Self {
+        match param {
+            LabelParam::Href(href) | LabelParam::Object { href } => LabelSelector::Href(href),
+            LabelParam::KeyValue { key, value } => LabelSelector::KeyValue { key, value },
+        }
+    }
+}
+
+/// The `labels` parameter's lists; whether each label names one is inventory's to say.
+fn label_selectors(param: &str) -> Result<Vec<Vec<LabelSelector>>, HttpError> {
+    let lists: Vec<Vec<LabelParam>> = serde_json::from_str(param).map_err(|e| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "labels must be a JSON list of lists of labels, e.g. \
+                 [[\"/orgs/1/labels/1\",\"/orgs/1/labels/2\"],[\"/orgs/1/labels/3\"]]: {e}"
+            ),
+        )
+    })?;
+    Ok(lists
+        .into_iter()
+        .map(|all| all.into_iter().map(LabelSelector::from).collect())
+        .collect())
 }
 
 /// A page of a list: the entries, and their total in `X-Total-Count`.
@@ -140,10 +191,15 @@ async fn list(
     }
 }
 
-/// The JSON of a view: its fields, `href`, and its cluster as `container_cluster`.
+/// The JSON of a view: its fields, `href`, its cluster as `container_cluster`, and its
+/// Kubernetes labels as `kubernetes_labels` (in this API, as in the reference's, `labels` are
+/// Bulkhead's).
 fn resource(scope: OrgScope, collection: &str, id: &str, view: &impl Serialize) -> Value {
     let mut value = serde_json::to_value(view).expect("inventory views are JSON");
     let object = value.as_object_mut().expect("inventory views are objects");
+    if let Some(kubernetes_labels) = object.remove("labels") {
+        object.insert("kubernetes_labels".into(), kubernetes_labels);
+    }
     if let Some(cluster) = object.remove("cluster") {
         let cluster_id = cluster["cluster_id"].as_str().unwrap_or_default();
         object.insert(
@@ -153,6 +209,26 @@ fn resource(scope: OrgScope, collection: &str, id: &str, view: &impl Serialize) 
     }
     object.insert("href".into(), scope.href(collection, id).into());
     value
+}
+
+/// The JSON of an entity labeling labels: what labeling wrote of it at the top, as the
+/// reference has it: `labels` (`[]` until labeling wrote them), `managed` and
+/// `enforcement_mode` (absent until then).
+fn labeled(mut resource: Value) -> Value {
+    let object = resource
+        .as_object_mut()
+        .expect("inventory views are objects");
+    let mut labeling = object.remove("labeling").unwrap_or_default();
+    let labels = labeling
+        .get_mut("labels")
+        .map_or_else(|| json!([]), Value::take);
+    object.insert("labels".into(), labels);
+    for field in ["managed", "enforcement_mode"] {
+        if let Some(value) = labeling.get_mut(field) {
+            object.insert(field.into(), value.take());
+        }
+    }
+    resource
 }
 
 fn cluster_json(scope: OrgScope, cluster: &ClusterView) -> Value {
@@ -166,19 +242,19 @@ fn items(scope: OrgScope, items: InventoryItems) -> Vec<Value> {
         }
         InventoryItems::HostWorkloads(hosts) => hosts
             .iter()
-            .map(|h| resource(scope, "workloads", &h.uid, h))
+            .map(|h| labeled(resource(scope, "workloads", &h.uid, h)))
             .collect(),
         InventoryItems::PodWorkloads(pods) => pods
             .iter()
-            .map(|p| resource(scope, "container_workloads", &p.uid, p))
+            .map(|p| labeled(resource(scope, "container_workloads", &p.uid, p)))
             .collect(),
         InventoryItems::KubeWorkloads(workloads) => workloads
             .iter()
-            .map(|w| resource(scope, "kubernetes_workloads", &w.workload.uid, w))
+            .map(|w| labeled(resource(scope, "kubernetes_workloads", &w.workload.uid, w)))
             .collect(),
         InventoryItems::VirtualServices(services) => services
             .iter()
-            .map(|s| resource(scope, "virtual_services", &s.uid, s))
+            .map(|s| labeled(resource(scope, "virtual_services", &s.uid, s)))
             .collect(),
         InventoryItems::Namespaces(namespaces) => namespaces
             .iter()
@@ -334,8 +410,8 @@ async fn delete_cluster(
 /// A container cluster's Kubernetes namespaces
 #[utoipa::path(get, path = "/container_clusters/{cluster_id}/namespaces", tag = "inventory",
     params(OrgScope, ClusterPath, ListQuery),
-    responses((status = 200, description = "Namespaces by name: `href`, `uid`, `name`, `labels`, `annotations`, \
-        `container_cluster`", body = [Object],
+    responses((status = 200, description = "Namespaces by name: `href`, `uid`, `name`, `kubernetes_labels`, \
+        `annotations`, `container_cluster`", body = [Object],
         headers(("X-Total-Count" = u64, description = "Namespaces matching the filters, on all pages")))))]
 async fn list_namespaces(
     State(state): State<AppState>,
@@ -357,8 +433,9 @@ async fn list_namespaces(
 /// Workloads: the nodes of the container clusters
 #[utoipa::path(get, path = "/workloads", tag = "inventory", params(OrgScope, ListQuery),
     responses((status = 200, description = "Nodes by cluster and name: `href`, `uid`, `name`, `machine_id`, \
-        `duplicate_machine_id`, `addresses`, `pod_cidrs`, `roles`, `kubelet_version`, `labels`, \
-        `host_network_pods`, `container_cluster`", body = [Object],
+        `duplicate_machine_id`, `addresses`, `pod_cidrs`, `roles`, `kubelet_version`, `kubernetes_labels`, \
+        `host_network_pods`, `container_cluster`, and what labeling resolved: `labels` \
+        (`[{href, key, value, source}]`), `managed`, `enforcement_mode`", body = [Object],
         headers(("X-Total-Count" = u64, description = "Workloads matching the filters, on all pages")))))]
 async fn list_workloads(
     State(state): State<AppState>,
@@ -376,8 +453,9 @@ async fn list_workloads(
 /// Container workloads: pods on the pod network (host-network pods are their node's)
 #[utoipa::path(get, path = "/container_workloads", tag = "inventory", params(OrgScope, ListQuery),
     responses((status = 200, description = "Pods by cluster, namespace and name: `href`, `uid`, `namespace`, `name`, \
-        `node_name`, `ips`, `phase`, `containers`, `labels`, `annotations`, `owners`, `container_cluster`",
-        body = [Object],
+        `node_name`, `ips`, `phase`, `containers`, `kubernetes_labels`, `annotations`, `owners`, \
+        `container_cluster`, and what labeling resolved: `labels` (`[{href, key, value, source}]`), \
+        `managed`, `enforcement_mode`", body = [Object],
         headers(("X-Total-Count" = u64, description = "Container workloads matching the filters, on all pages")))))]
 async fn list_container_workloads(
     State(state): State<AppState>,
@@ -396,8 +474,9 @@ async fn list_container_workloads(
 /// bare pods, each with its pods' IPs
 #[utoipa::path(get, path = "/kubernetes_workloads", tag = "inventory", params(OrgScope, ListQuery),
     responses((status = 200, description = "Top-level controllers and bare pods by cluster, namespace and name: `href`, \
-        `kind`, `uid`, `namespace`, `name`, `labels`, `annotations`, `replicas`, `pods`, `ips`, `nodes`, \
-        `container_cluster`", body = [Object],
+        `kind`, `uid`, `namespace`, `name`, `kubernetes_labels`, `annotations`, `replicas`, `pods`, `ips`, \
+        `nodes`, `container_cluster`, and what labeling resolved: `labels` (`[{href, key, value, source}]`), \
+        `managed`, `enforcement_mode`", body = [Object],
         headers(("X-Total-Count" = u64, description = "Kubernetes workloads matching the filters, on all pages")))))]
 async fn list_kubernetes_workloads(
     State(state): State<AppState>,
@@ -415,8 +494,9 @@ async fn list_kubernetes_workloads(
 /// Virtual services: Kubernetes services, with backends resolved through their EndpointSlices
 #[utoipa::path(get, path = "/virtual_services", tag = "inventory", params(OrgScope, ListQuery),
     responses((status = 200, description = "Services by cluster, namespace and name: `href`, `uid`, `namespace`, `name`, \
-        `service_type`, `cluster_ips`, `ports`, `selector`, `labels`, `annotations`, `backends`, \
-        `backend_ports`, `workloads`, `container_cluster`", body = [Object],
+        `service_type`, `cluster_ips`, `ports`, `selector`, `kubernetes_labels`, `annotations`, `backends`, \
+        `backend_ports`, `workloads`, `container_cluster`, and what labeling resolved: `labels` \
+        (`[{href, key, value, source}]`), `managed`, `enforcement_mode`", body = [Object],
         headers(("X-Total-Count" = u64, description = "Virtual services matching the filters, on all pages")))))]
 async fn list_virtual_services(
     State(state): State<AppState>,

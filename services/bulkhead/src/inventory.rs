@@ -3,6 +3,7 @@
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -80,8 +81,46 @@ pub struct ListArgs {
     /// Only names containing this (case-insensitive).
     #[arg(long)]
     name: Option<String>,
+    /// Only what carries this Bulkhead label; repeat for all of several.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = key_value)]
+    label: Vec<(String, String)>,
+    /// Only what carries every label of one of these lists (the API's `labels`), e.g.
+    /// '[["/orgs/1/labels/1","/orgs/1/labels/2"],[{"key":"role","value":"db"}]]'; each list also
+    /// needs the --label ones.
+    #[arg(long, value_name = "JSON")]
+    labels: Option<String>,
     #[command(flatten)]
     page: PageArgs,
+}
+
+fn key_value(arg: &str) -> Result<(String, String), String> {
+    arg.split_once('=')
+        .filter(|(key, value)| !key.is_empty() && !value.is_empty())
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .ok_or_else(|| format!("{arg:?} is not KEY=VALUE"))
+}
+
+/// The API's `labels` parameter from `--labels` and `--label`: each of the lists needs every
+/// `--label` too (without `--labels`, one list of them).
+fn labels_parameter(
+    labels: Option<&str>,
+    label: &[(String, String)],
+) -> anyhow::Result<Option<String>> {
+    let required: Vec<Value> = label
+        .iter()
+        .map(|(key, value)| json!({ "key": key, "value": value }))
+        .collect();
+    let mut lists: Vec<Vec<Value>> = match labels {
+        Some(labels) => serde_json::from_str(labels).context(
+            "--labels must be a JSON list of lists of labels, e.g. [[\"/orgs/1/labels/1\"]]",
+        )?,
+        None if required.is_empty() => return Ok(None),
+        None => vec![Vec::new()],
+    };
+    for list in &mut lists {
+        list.extend(required.iter().cloned());
+    }
+    Ok(Some(Value::from(lists).to_string()))
 }
 
 #[derive(Debug, clap::Args)]
@@ -122,7 +161,7 @@ pub async fn run(
             let columns = [
                 ("NAME", "name"),
                 ("CLUSTER", "cluster"),
-                ("LABELS", "labels"),
+                ("LABELS", "kubernetes_labels"),
             ];
             list(client, output, &query, &columns).await?;
             return Ok(ExitCode::SUCCESS);
@@ -138,6 +177,7 @@ pub async fn run(
                 ("ADDRESSES", "addresses"),
                 ("POD CIDRS", "pod_cidrs"),
                 ("ROLES", "roles"),
+                ("LABELS", "labels"),
             ],
         ),
         InventoryCommand::ContainerWorkloads(args) => (
@@ -150,6 +190,7 @@ pub async fn run(
                 ("NODE", "node_name"),
                 ("IPS", "ips"),
                 ("PHASE", "phase"),
+                ("LABELS", "labels"),
             ],
         ),
         InventoryCommand::KubernetesWorkloads(args) => (
@@ -162,6 +203,7 @@ pub async fn run(
                 ("CLUSTER", "cluster"),
                 ("PODS", "pods"),
                 ("IPS", "ips"),
+                ("LABELS", "labels"),
             ],
         ),
         InventoryCommand::VirtualServices(args) => (
@@ -174,6 +216,7 @@ pub async fn run(
                 ("TYPE", "service_type"),
                 ("CLUSTER IPS", "cluster_ips"),
                 ("BACKENDS", "backends"),
+                ("LABELS", "labels"),
             ],
         ),
     };
@@ -182,6 +225,10 @@ pub async fn run(
         ("namespace", args.namespace.clone()),
         ("node", args.node.clone()),
         ("name", args.name.clone()),
+        (
+            "labels",
+            labels_parameter(args.labels.as_deref(), &args.label)?,
+        ),
     ];
     list(
         client,
@@ -284,13 +331,16 @@ async fn list(
     print(output, &answer, &rows, columns)
 }
 
-/// A resource as one table row: its cluster by name, lists joined, nested lists counted.
+/// A resource as one table row: its cluster by name, its Bulkhead labels as `key=value`, lists
+/// joined, nested lists counted.
 fn table_row(resource: &Value) -> Value {
     let mut row = resource.clone();
     if let Some(object) = row.as_object_mut() {
-        for value in object.values_mut() {
+        for (field, value) in object.iter_mut() {
             if let Some(items) = value.as_array() {
-                *value = if items.iter().all(|i| !i.is_object() && !i.is_array()) {
+                *value = if field == "labels" {
+                    key_values(items).into()
+                } else if items.iter().all(|i| !i.is_object() && !i.is_array()) {
                     joined(value).into()
                 } else {
                     items.len().into()
@@ -312,6 +362,15 @@ fn joined(list: &Value) -> String {
         .into_iter()
         .flatten()
         .map(text)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Bulkhead labels, `[{key, value, ...}]`, as `key=value, ...`.
+fn key_values(labels: &[Value]) -> String {
+    labels
+        .iter()
+        .map(|label| format!("{}={}", text(&label["key"]), text(&label["value"])))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -362,18 +421,51 @@ mod tests {
     }
 
     #[test]
-    fn rows_show_cluster_names_and_flat_lists() {
+    fn rows_show_cluster_names_labels_and_flat_lists() {
         let resource = json!({
             "name": "web",
             "ips": ["10.0.0.1", "10.0.0.2"],
             "backends": [{"ready": true}],
-            "labels": {"app": "web"},
+            "kubernetes_labels": {"app": "web"},
+            "labels": [
+                {"href": "/orgs/1/labels/3", "key": "env", "value": "prod", "source": "profile"},
+                {"href": "/orgs/1/labels/1", "key": "role", "value": "web", "source": "profile"},
+            ],
             "container_cluster": {"href": "/orgs/1/container_clusters/c", "name": "prod"},
         });
         let row = table_row(&resource);
         assert_eq!(row["cluster"], "prod");
         assert_eq!(row["ips"], "10.0.0.1, 10.0.0.2");
         assert_eq!(row["backends"], 1);
-        assert_eq!(row["labels"], "app=web");
+        assert_eq!(row["kubernetes_labels"], "app=web");
+        assert_eq!(row["labels"], "env=prod, role=web");
+    }
+
+    #[test]
+    fn label_flags_make_the_labels_parameter() {
+        let role = ("role".to_owned(), "web".to_owned());
+        let env = ("env".to_owned(), "prod".to_owned());
+        assert_eq!(labels_parameter(None, &[]).unwrap(), None);
+        let all_of = labels_parameter(None, &[role.clone(), env])
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&all_of).unwrap(),
+            json!([[{"key": "role", "value": "web"}, {"key": "env", "value": "prod"}]])
+        );
+        let lists = r#"[["/orgs/1/labels/1"],["/orgs/1/labels/2"]]"#;
+        let both = labels_parameter(Some(lists), &[role]).unwrap().unwrap();
+        assert_eq!(
+            serde_json::from_str::<Value>(&both).unwrap(),
+            json!([
+                ["/orgs/1/labels/1", {"key": "role", "value": "web"}],
+                ["/orgs/1/labels/2", {"key": "role", "value": "web"}],
+            ]),
+            "each list needs the --label ones too"
+        );
+        assert!(labels_parameter(Some("role=web"), &[]).is_err());
+        assert_eq!(key_value("role=web"), Ok(("role".into(), "web".into())));
+        assert_eq!(key_value("a=b=c"), Ok(("a".into(), "b=c".into())));
+        assert!(key_value("role").is_err() && key_value("=web").is_err());
     }
 }

@@ -3,25 +3,38 @@
 //! kube workloads, virtual services) are derived on demand in [`crate::views`], so the state
 //! holds each fact once.
 //!
+//! Each object also holds what the labeling service last wrote of it (its effective labels,
+//! from the `effective/<cluster>` streams of the same log), so that views show them and label
+//! filters match them without asking labeling.
+//!
 //! Compactness (≤ 2 KiB per pod at 22,000 pods): objects drop what no view reads (uid lives in
-//! the map key only; workload templates are not kept), and strings that repeat across objects
-//! (namespaces, label keys and values, owners, node and container names, phases) are interned
-//! in a [`Pool`] of shared `Arc<str>`s that forgets strings nobody uses any more.
+//! the map key only; workload templates are not kept), and what repeats across objects is
+//! interned in [`Pool`]s that forget what nobody uses any more: strings (namespaces, label keys
+//! and values, owners, node and container names, phases), effective labels, and whole sets of
+//! them.
 
+use std::borrow::Borrow;
 use std::collections::{BTreeMap, HashSet};
+use std::hash::Hash;
 use std::sync::Arc;
 
 use bulkhead_runtime::projection::Projection;
 use bulkhead_schema::messages::eventlog::RecordedEvent;
 use bulkhead_schema::messages::inventory::{
-    ClusterCredentials, InventoryEvent, LabelMapItem, ObjectDetails, ObservedObject, OwnerRef,
-    ResourceKind, ServicePort, SliceEndpoint, SlicePort,
+    ClusterCredentials, EffectiveLabeling, InventoryEvent, LabelMapItem, ObjectDetails,
+    ObservedObject, OwnerRef, ResourceKind, ServicePort, SliceEndpoint, SlicePort,
 };
+use bulkhead_schema::messages::labeling::{EntityKind, LabelingEvent};
 use serde::de::Deserializer;
 use serde::ser::{SerializeSeq, Serializer};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
+
+mod labeling;
+
+pub(crate) use labeling::Labeling;
+use labeling::{Label, entity_kind, resource_kinds};
 
 /// An interned string.
 pub(crate) type Str = Arc<str>;
@@ -33,38 +46,76 @@ pub(crate) type Pairs = Box<[(Str, Str)]>;
 /// Kubernetes forbids, but a report is input) must not hang a query.
 pub(crate) const MAX_OWNER_DEPTH: usize = 8;
 
-/// Shared strings. Interning makes equal strings one allocation; a sweep drops those only the
-/// pool still holds, once the pool has doubled since the last one (amortised O(1) per string).
-#[derive(Debug, Default)]
-struct Pool {
-    strings: HashSet<Str>,
+/// Shared values. Interning makes equal values one allocation; a sweep drops those only the
+/// pool still holds, once the pool has doubled since the last one (amortised O(1) per value).
+#[derive(Debug)]
+struct Pool<T: ?Sized> {
+    items: HashSet<Arc<T>>,
     size_after_sweep: usize,
 }
 
-/// Below this many strings the pool is never swept: too small to matter.
+impl<T: ?Sized> Default for Pool<T> {
+    fn default() -> Self {
+        Pool {
+            items: HashSet::new(),
+            size_after_sweep: 0,
+        }
+    }
+}
+
+/// Below this many values a pool is never swept: too small to matter.
 const MIN_SWEEP_SIZE: usize = 1024;
 
-impl Pool {
-    fn intern(&mut self, s: &str) -> Str {
-        if let Some(shared) = self.strings.get(s) {
+impl<T: ?Sized + Eq + Hash> Pool<T> {
+    fn intern<V: Borrow<T>>(&mut self, value: V) -> Arc<T>
+    where
+        Arc<T>: From<V>,
+    {
+        if let Some(shared) = self.items.get(value.borrow()) {
             return shared.clone();
         }
-        let shared: Str = s.into();
-        self.strings.insert(shared.clone());
+        let shared = Arc::from(value);
+        self.items.insert(shared.clone());
         shared
+    }
+
+    fn sweep_if_grown(&mut self) {
+        if self.items.len() > 2 * self.size_after_sweep.max(MIN_SWEEP_SIZE) {
+            self.sweep();
+        }
+    }
+
+    fn sweep(&mut self) {
+        self.items.retain(|s| Arc::strong_count(s) > 1);
+        self.size_after_sweep = self.items.len();
+    }
+}
+
+/// The index's pools.
+#[derive(Debug, Default)]
+struct Pools {
+    strings: Pool<str>,
+    labels: Pool<Label>,
+    labelings: Pool<Labeling>,
+}
+
+impl Pools {
+    fn str(&mut self, s: &str) -> Str {
+        self.strings.intern(s)
     }
 
     fn pairs(&mut self, map: &BTreeMap<String, String>) -> Pairs {
         map.iter()
-            .map(|(k, v)| (self.intern(k), self.intern(v)))
+            .map(|(k, v)| (self.str(k), self.str(v)))
             .collect()
     }
 
+    /// Sets before the labels in them before strings: what a dropped set held can go in the
+    /// same sweep.
     fn sweep_if_grown(&mut self) {
-        if self.strings.len() > 2 * self.size_after_sweep.max(MIN_SWEEP_SIZE) {
-            self.strings.retain(|s| Arc::strong_count(s) > 1);
-            self.size_after_sweep = self.strings.len();
-        }
+        self.labelings.sweep_if_grown();
+        self.labels.sweep_if_grown();
+        self.strings.sweep_if_grown();
     }
 }
 
@@ -82,10 +133,13 @@ pub(crate) struct Object {
     pub(crate) namespace: Str,
     pub(crate) name: Box<str>,
     pub(crate) resource_version: Box<str>,
+    /// Kubernetes labels.
     pub(crate) labels: Pairs,
     pub(crate) annotations: Pairs,
     pub(crate) owner: Option<Owner>,
     pub(crate) details: Details,
+    /// What labeling last wrote of the object, when it is an entity labeling wrote.
+    pub(crate) labeling: Option<Arc<Labeling>>,
 }
 
 /// The kind's details; the rare, large ones boxed so that pods stay small.
@@ -156,10 +210,10 @@ pub(crate) struct Endpoint {
 impl Object {
     /// The compact form of `observed`; `None` when its details are not of its kind (a malformed
     /// observation, which [`validate_observation`] keeps out of the log).
-    fn from_observed(observed: &ObservedObject, pool: &mut Pool) -> Option<Object> {
+    fn from_observed(observed: &ObservedObject, pools: &mut Pools) -> Option<Object> {
         use ResourceKind as K;
-        let strs = |pool: &mut Pool, list: &[String]| -> Box<[Str]> {
-            list.iter().map(|s| pool.intern(s)).collect()
+        let strs = |pools: &mut Pools, list: &[String]| -> Box<[Str]> {
+            list.iter().map(|s| pools.str(s)).collect()
         };
         let details = match (&observed.details, observed.kind) {
             (ObjectDetails::Namespace {}, K::Namespace) => Details::Namespace,
@@ -189,11 +243,11 @@ impl Object {
                 },
                 K::Pod,
             ) => Details::Pod(PodDetails {
-                node_name: pool.intern(node_name),
+                node_name: pools.str(node_name),
                 ips: ips.iter().map(|ip| ip.as_str().into()).collect(),
                 host_network: *host_network,
-                phase: pool.intern(phase),
-                containers: strs(pool, containers),
+                phase: pools.str(phase),
+                containers: strs(pools, containers),
             }),
             (
                 ObjectDetails::Service {
@@ -217,14 +271,14 @@ impl Object {
                 },
                 K::EndpointSlice,
             ) => Details::EndpointSlice(Box::new(SliceDetails {
-                service_name: pool.intern(service_name),
+                service_name: pools.str(service_name),
                 endpoints: endpoints
                     .iter()
                     .map(|e| Endpoint {
                         addresses: e.addresses.iter().map(|a| a.as_str().into()).collect(),
                         ready: e.ready,
                         pod_uid: e.pod_uid.as_deref().map(Into::into),
-                        node_name: pool.intern(&e.node_name),
+                        node_name: pools.str(&e.node_name),
                     })
                     .collect(),
                 ports: ports.clone(),
@@ -247,17 +301,18 @@ impl Object {
             _ => return None,
         };
         Some(Object {
-            namespace: pool.intern(&observed.namespace),
+            namespace: pools.str(&observed.namespace),
             name: observed.name.as_str().into(),
             resource_version: observed.resource_version.as_str().into(),
-            labels: pool.pairs(&observed.labels),
-            annotations: pool.pairs(&observed.annotations),
+            labels: pools.pairs(&observed.labels),
+            annotations: pools.pairs(&observed.annotations),
             owner: observed.owner.as_ref().map(|o| Owner {
-                kind: pool.intern(&o.kind),
-                name: pool.intern(&o.name),
-                uid: pool.intern(&o.uid),
+                kind: pools.str(&o.kind),
+                name: pools.str(&o.name),
+                uid: pools.str(&o.uid),
             }),
             details,
+            labeling: None,
         })
     }
 
@@ -344,18 +399,18 @@ pub(crate) fn to_map(pairs: &[(Str, Str)]) -> BTreeMap<String, String> {
 }
 
 /// The kinds that own pods (directly or through another controller).
+const CONTROLLERS: [ResourceKind; 7] = [
+    ResourceKind::Deployment,
+    ResourceKind::ReplicaSet,
+    ResourceKind::StatefulSet,
+    ResourceKind::DaemonSet,
+    ResourceKind::ReplicationController,
+    ResourceKind::Job,
+    ResourceKind::CronJob,
+];
+
 pub(crate) fn is_controller(kind: ResourceKind) -> bool {
-    use ResourceKind as K;
-    matches!(
-        kind,
-        K::Deployment
-            | K::ReplicaSet
-            | K::StatefulSet
-            | K::DaemonSet
-            | K::ReplicationController
-            | K::Job
-            | K::CronJob
-    )
+    CONTROLLERS.contains(&kind)
 }
 
 /// Why an observation cannot be taken; the whole report is refused (nothing applied).
@@ -366,7 +421,7 @@ pub fn validate_observation(observed: &ObservedObject) -> Result<(), String> {
             observed.kind.kube_kind()
         ));
     }
-    if Object::from_observed(observed, &mut Pool::default()).is_none() {
+    if Object::from_observed(observed, &mut Pools::default()).is_none() {
         return Err(format!(
             "{} {}: details of another kind",
             observed.kind.kube_kind(),
@@ -403,9 +458,49 @@ pub(crate) struct Cluster {
     pub(crate) meta: ClusterMeta,
     pub(crate) stream_version: u64,
     pub(crate) objects: BTreeMap<ResourceKind, BTreeMap<Box<str>, Object>>,
+    /// What labeling wrote of entities this cluster does not hold: one it wrote just after
+    /// inventory deleted it (its removal follows), or, should labeling ever be ahead, one
+    /// inventory has yet to apply. An object takes its entry when it arrives.
+    unclaimed: BTreeMap<(EntityKind, Box<str>), Arc<Labeling>>,
 }
 
 impl Cluster {
+    fn new(meta: ClusterMeta, stream_version: u64) -> Self {
+        Cluster {
+            meta,
+            stream_version,
+            objects: BTreeMap::new(),
+            unclaimed: BTreeMap::new(),
+        }
+    }
+
+    /// Sets (`None`: drops) what labeling wrote of an entity.
+    fn set_labeling(&mut self, kind: EntityKind, uid: &str, labeling: Option<Arc<Labeling>>) {
+        let held = resource_kinds(kind)
+            .iter()
+            .find(|k| self.object(**k, uid).is_some());
+        if let Some(object) = held.and_then(|k| self.objects.get_mut(k)?.get_mut(uid)) {
+            object.labeling = labeling;
+            return;
+        }
+        match labeling {
+            Some(labeling) => {
+                self.unclaimed.insert((kind, uid.into()), labeling);
+            }
+            None => {
+                self.take_unclaimed(kind, uid);
+            }
+        }
+    }
+
+    /// The unclaimed labeling of an entity, taken out.
+    fn take_unclaimed(&mut self, kind: EntityKind, uid: &str) -> Option<Arc<Labeling>> {
+        if self.unclaimed.is_empty() {
+            return None;
+        }
+        self.unclaimed.remove(&(kind, uid.into()))
+    }
+
     pub(crate) fn object(&self, kind: ResourceKind, uid: &str) -> Option<&Object> {
         self.objects.get(&kind)?.get(uid)
     }
@@ -428,7 +523,7 @@ impl Cluster {
 #[derive(Debug, Default)]
 pub struct Index {
     pub(crate) clusters: BTreeMap<String, Cluster>,
-    pool: Pool,
+    pools: Pools,
 }
 
 /// Why credentials were refused.
@@ -484,26 +579,23 @@ impl Index {
             ..
         } = event
         {
-            self.clusters
-                .entry(cluster_id.clone())
-                .or_insert_with(|| Cluster {
-                    meta: ClusterMeta {
-                        name: name.clone(),
-                        description: description.clone(),
-                        token_sha256: hex::decode(token_sha256)
-                            .ok()
-                            .and_then(|h| h.try_into().ok()),
-                        created_at_ms: *created_at_ms,
-                        connection: None,
-                    },
-                    stream_version,
-                    objects: BTreeMap::new(),
-                });
+            self.clusters.entry(cluster_id.clone()).or_insert_with(|| {
+                let meta = ClusterMeta {
+                    name: name.clone(),
+                    description: description.clone(),
+                    token_sha256: hex::decode(token_sha256)
+                        .ok()
+                        .and_then(|h| h.try_into().ok()),
+                    created_at_ms: *created_at_ms,
+                    connection: None,
+                };
+                Cluster::new(meta, stream_version)
+            });
             return;
         }
         if let E::ClusterDeleted { .. } = event {
             self.clusters.remove(cluster_id);
-            self.pool.sweep_if_grown();
+            self.pools.sweep_if_grown();
             return;
         }
         let Some(cluster) = self.clusters.get_mut(cluster_id) else {
@@ -534,7 +626,14 @@ impl Index {
                 });
             }
             E::ObjectApplied { object, .. } => {
-                if let Some(compact) = Object::from_observed(object, &mut self.pool) {
+                if let Some(mut compact) = Object::from_observed(object, &mut self.pools) {
+                    // A change of the object is no change of its labels: labeling writes
+                    // those when they change.
+                    compact.labeling = match cluster.object(object.kind, &object.uid) {
+                        Some(held) => held.labeling.clone(),
+                        None => entity_kind(object.kind)
+                            .and_then(|entity| cluster.take_unclaimed(entity, &object.uid)),
+                    };
                     cluster
                         .objects
                         .entry(object.kind)
@@ -546,10 +645,55 @@ impl Index {
                 if let Some(objects) = cluster.objects.get_mut(kind) {
                     objects.remove(uid.as_str());
                 }
+                if let Some(entity) = entity_kind(*kind) {
+                    cluster.take_unclaimed(entity, uid);
+                }
             }
             E::ClusterCreated { .. } | E::ClusterDeleted { .. } | E::ClusterAuthFailed { .. } => {}
         }
-        self.pool.sweep_if_grown();
+        self.pools.sweep_if_grown();
+    }
+
+    /// Applies a labeling event written to `stream`: the effective labels of entities (a
+    /// removed one's are dropped). Events whose cluster is not their stream's are ignored, as
+    /// are the rest of labeling's events.
+    pub fn apply_labeling_event(&mut self, stream: &str, event: &LabelingEvent) {
+        let LabelingEvent::EffectiveLabels {
+            cluster_id,
+            entities,
+            ..
+        } = event
+        else {
+            return;
+        };
+        if stream != LabelingEvent::effective_stream(cluster_id) {
+            tracing::warn!(
+                stream,
+                cluster_id,
+                "effective labels on another cluster's stream; ignored"
+            );
+            return;
+        }
+        // Labeling may write a cluster's last labels after its deletion: nothing to label.
+        let Some(cluster) = self.clusters.get_mut(cluster_id) else {
+            return;
+        };
+        for written in entities {
+            let labeling = (!written.removed).then(|| {
+                let labels = written.labels.iter().map(|(key, label)| {
+                    (
+                        key.as_str(),
+                        label.href.as_str(),
+                        label.value.as_str(),
+                        &label.source,
+                    )
+                });
+                self.pools
+                    .labeling(written.managed, written.enforcement_mode, labels)
+            });
+            cluster.set_labeling(written.entity.kind, &written.entity.uid, labeling);
+        }
+        self.pools.sweep_if_grown();
     }
 
     pub(crate) fn cluster(&self, cluster_id: &str) -> Option<&Cluster> {
@@ -636,41 +780,65 @@ impl Index {
             .collect()
     }
 
-    /// Strings interned right now (for tests of the pool).
+    /// Strings, labels and label sets interned right now (for tests of the pools).
     #[cfg(test)]
-    pub(crate) fn pooled_strings(&self) -> usize {
-        self.pool.strings.len()
+    pub(crate) fn pooled(&self) -> [usize; 3] {
+        [
+            self.pools.strings.items.len(),
+            self.pools.labels.items.len(),
+            self.pools.labelings.items.len(),
+        ]
     }
 
-    /// Forces a sweep of the pool (for tests).
+    /// Forces a sweep of the pools (for tests).
     #[cfg(test)]
-    pub(crate) fn sweep_pool(&mut self) {
-        self.pool.strings.retain(|s| Arc::strong_count(s) > 1);
+    pub(crate) fn sweep_pools(&mut self) {
+        self.pools.labelings.sweep();
+        self.pools.labels.sweep();
+        self.pools.strings.sweep();
     }
 }
 
 impl Projection for Index {
     fn apply(&mut self, event: &RecordedEvent) {
-        if event.event_type != InventoryEvent::EVENT_TYPE {
-            return;
-        }
-        match rmp_serde::from_slice::<InventoryEvent>(&event.data) {
-            Ok(decoded) => self.apply_event(&event.stream, event.stream_version, &decoded),
-            Err(error) => {
-                tracing::warn!(seq = event.seq, %error, "undecodable inventory event; skipped")
-            }
+        match event.event_type.as_str() {
+            InventoryEvent::EVENT_TYPE => match rmp_serde::from_slice(&event.data) {
+                Ok(decoded) => self.apply_event(&event.stream, event.stream_version, &decoded),
+                Err(error) => {
+                    tracing::warn!(seq = event.seq, %error, "undecodable inventory event; skipped")
+                }
+            },
+            LabelingEvent::EVENT_TYPE => match rmp_serde::from_slice(&event.data) {
+                Ok(decoded) => self.apply_labeling_event(&event.stream, &decoded),
+                Err(error) => {
+                    tracing::warn!(seq = event.seq, %error, "undecodable labeling event; skipped")
+                }
+            },
+            _ => {}
         }
     }
 }
 
-/// A cluster in a checkpoint. Objects are stored as observations and re-interned on load, so a
-/// checkpoint is independent of the in-memory layout and a restart starts with a fresh pool.
+/// A cluster in a checkpoint. Objects are stored as observations and labelings as views, both
+/// re-interned on load, so a checkpoint is independent of the in-memory layout and a restart
+/// starts with fresh pools.
 #[derive(Serialize, Deserialize)]
-struct ClusterRecord<O> {
+struct ClusterRecord<O, L> {
     cluster_id: String,
     meta: ClusterMeta,
     stream_version: u64,
     objects: O,
+    /// Absent from checkpoints written before inventory read labeling's events.
+    #[serde(default)]
+    labelings: L,
+}
+
+/// What labeling wrote of one entity, in a checkpoint.
+#[derive(Serialize, Deserialize)]
+struct LabelingRecord {
+    kind: EntityKind,
+    uid: String,
+    labeling: EffectiveLabeling,
 }
 
 /// A cluster's objects, serialised one observation at a time (never all copied at once).
@@ -689,6 +857,39 @@ impl Serialize for ObjectsOf<'_> {
     }
 }
 
+/// A cluster's labelings, serialised one entity at a time: its objects', then unclaimed ones.
+struct LabelingsOf<'a>(&'a Cluster);
+
+impl LabelingsOf<'_> {
+    fn entities(&self) -> impl Iterator<Item = (EntityKind, &str, &Labeling)> {
+        let held = self.0.objects.iter().flat_map(|(kind, objects)| {
+            objects.iter().filter_map(|(uid, object)| {
+                Some((entity_kind(*kind)?, &**uid, object.labeling.as_deref()?))
+            })
+        });
+        let unclaimed = self
+            .0
+            .unclaimed
+            .iter()
+            .map(|((kind, uid), labeling)| (*kind, &**uid, &**labeling));
+        held.chain(unclaimed)
+    }
+}
+
+impl Serialize for LabelingsOf<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut seq = serializer.serialize_seq(Some(self.entities().count()))?;
+        for (kind, uid, labeling) in self.entities() {
+            seq.serialize_element(&LabelingRecord {
+                kind,
+                uid: uid.to_owned(),
+                labeling: labeling.view(),
+            })?;
+        }
+        seq.end()
+    }
+}
+
 impl Serialize for Index {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.collect_seq(self.clusters.iter().map(|(id, cluster)| ClusterRecord {
@@ -696,32 +897,33 @@ impl Serialize for Index {
             meta: cluster.meta.clone(),
             stream_version: cluster.stream_version,
             objects: ObjectsOf(cluster),
+            labelings: LabelingsOf(cluster),
         }))
     }
 }
 
 impl<'de> Deserialize<'de> for Index {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let records = Vec::<ClusterRecord<Vec<ObservedObject>>>::deserialize(deserializer)?;
+        let records = Vec::<ClusterRecord<Vec<ObservedObject>, Vec<LabelingRecord>>>::deserialize(
+            deserializer,
+        )?;
         let mut index = Index::default();
         for record in records {
-            let mut objects: BTreeMap<ResourceKind, BTreeMap<Box<str>, Object>> = BTreeMap::new();
+            let mut cluster = Cluster::new(record.meta, record.stream_version);
             for observed in &record.objects {
-                if let Some(object) = Object::from_observed(observed, &mut index.pool) {
-                    objects
+                if let Some(object) = Object::from_observed(observed, &mut index.pools) {
+                    cluster
+                        .objects
                         .entry(observed.kind)
                         .or_default()
                         .insert(observed.uid.as_str().into(), object);
                 }
             }
-            index.clusters.insert(
-                record.cluster_id,
-                Cluster {
-                    meta: record.meta,
-                    stream_version: record.stream_version,
-                    objects,
-                },
-            );
+            for entity in &record.labelings {
+                let labeling = index.pools.labeling_of_view(&entity.labeling);
+                cluster.set_labeling(entity.kind, &entity.uid, Some(labeling));
+            }
+            index.clusters.insert(record.cluster_id, cluster);
         }
         Ok(index)
     }

@@ -1,7 +1,9 @@
 //! Bulkhead's inventory: the paired clusters and what their clusterlinks observe in them (nodes,
 //! pods, services, EndpointSlices, controllers, namespaces), kept as a projection of the event
 //! log, and the views derived from it: host workloads, pod workloads, kube workloads, virtual
-//! services, namespaces (issue 4; DESIGN.md, "Services").
+//! services, namespaces (issue 4; DESIGN.md, "Services"). The projection also follows the
+//! labeling service's output in the same log (`effective/<cluster>`), so that the views carry
+//! each entity's effective labels and their provenance, and queries filter by them (issue 5).
 //!
 //! ```text
 //!  api ──ClusterCommand──────────►┐                        ┌──► ClusterCommandReply (after the
@@ -13,8 +15,9 @@
 //!               AppendRequest (stream cluster/<id>,│ expected version, idempotency key)
 //!                                                  ▼
 //!                                              eventlog ──committed──► projection::start
-//!                                                                          │ apply
-//!                                   index (pure: clusters, objects by kind/uid, string pool)
+//!                                     (cluster/<id>: inventory's own;      │ apply
+//!                                      effective/<id>: labeling's labels)  ▼
+//!                              index (pure: clusters, objects by kind/uid, their labels, pools)
 //!                                     │ views (derived per query)   checkpoint: sled in data_dir
 //!  presence (in memory: heartbeats, last report outcome) ──► online / sync state
 //! ```

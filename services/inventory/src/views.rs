@@ -11,18 +11,21 @@
 //! - virtual service = service, with backends from the EndpointSlices naming it: an endpoint's
 //!   pod uid leads to the pod and its kube workload, whatever controller made it (no selector
 //!   matching, hence no `pod-template-hash` workaround).
+//! - labeling (effective labels, managed, enforcement mode) = what labeling last wrote of the
+//!   node, pod, service or controller; a bare pod's kube workload has its pod's.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bulkhead_schema::messages::inventory::{
-    BackendView, ClusterError, ClusterRef, ClusterView, HostWorkloadView, InventoryFilter,
-    InventoryItems, InventoryPage, InventoryQuery, InventoryQueryKind, InventoryRejection,
-    KubeWorkloadView, NamespaceView, PodRef, PodWorkloadView, ResourceKind, SlicePort, SyncState,
-    VirtualServiceView, WorkloadRef,
+    BackendView, ClusterError, ClusterRef, ClusterView, EffectiveLabeling, HostWorkloadView,
+    InventoryFilter, InventoryItems, InventoryPage, InventoryQuery, InventoryQueryKind,
+    InventoryRejection, KubeWorkloadView, LabelSelector, NamespaceView, PodRef, PodWorkloadView,
+    ResourceKind, SlicePort, SyncState, VirtualServiceView, WorkloadRef,
 };
+use bulkhead_schema::messages::labeling::HrefTarget;
 
 use crate::index::{
-    Cluster, Details, Index, MAX_OWNER_DEPTH, Object, Owner, PodDetails, SliceDetails,
+    Cluster, Details, Index, Labeling, MAX_OWNER_DEPTH, Object, Owner, PodDetails, SliceDetails,
     is_controller, to_map,
 };
 
@@ -136,6 +139,8 @@ struct Filter<'q> {
     namespace: Option<&'q str>,
     node: Option<&'q str>,
     name: Option<&'q str>,
+    /// Any of these lists, each label of it.
+    labels: &'q [Vec<LabelSelector>],
 }
 
 impl Filter<'_> {
@@ -150,29 +155,89 @@ impl Filter<'_> {
     fn node(&self, node: &str) -> bool {
         self.node.is_none_or(|n| n == node)
     }
+
+    /// Entities labeling has not written carry no labels, so match no label filter.
+    fn labels(&self, labeling: Option<&Labeling>) -> bool {
+        self.labels.is_empty()
+            || labeling.is_some_and(|labeling| {
+                self.labels
+                    .iter()
+                    .any(|all| all.iter().all(|selector| labeling.carries(selector)))
+            })
+    }
+}
+
+/// The filters a kind takes besides cluster and name.
+#[derive(Debug, Clone, Copy)]
+struct Takes {
+    namespace: bool,
+    node: bool,
+    labels: bool,
 }
 
 fn filter<'q>(
     filter: &'q InventoryFilter,
     what: &str,
-    namespaced: bool,
-    on_nodes: bool,
+    takes: Takes,
 ) -> Result<Filter<'q>, Refusal> {
-    if filter.namespace.is_some() && !namespaced {
-        return Err(Refusal::invalid(format!(
-            "{what} cannot be filtered by namespace"
-        )));
+    let refused = |by: &str| Refusal::invalid(format!("{what} cannot be filtered by {by}"));
+    if filter.namespace.is_some() && !takes.namespace {
+        return Err(refused("namespace"));
     }
-    if filter.node.is_some() && !on_nodes {
-        return Err(Refusal::invalid(format!(
-            "{what} cannot be filtered by node"
-        )));
+    if filter.node.is_some() && !takes.node {
+        return Err(refused("node"));
     }
+    if !filter.labels.is_empty() && !takes.labels {
+        return Err(refused("labels"));
+    }
+    filter
+        .labels
+        .iter()
+        .try_for_each(|all| check_label_list(all))?;
     Ok(Filter {
         namespace: filter.namespace.as_deref(),
         node: filter.node.as_deref(),
         name: filter.name.as_deref(),
+        labels: &filter.labels,
     })
+}
+
+/// Refuses a list that cannot mean what its sender meant: an empty one (every entity would
+/// match it), or one naming something other than a label (no entity could).
+fn check_label_list(all: &[LabelSelector]) -> Result<(), Refusal> {
+    if all.is_empty() {
+        return Err(Refusal::invalid(
+            "a list of labels to match is empty (leave it out to match everything)",
+        ));
+    }
+    for selector in all {
+        match selector {
+            LabelSelector::Href(href) => match HrefTarget::parse(href) {
+                Some(HrefTarget::Label(_)) => {}
+                Some(HrefTarget::LabelGroup(_)) => {
+                    return Err(Refusal::invalid(format!(
+                        "{href} is a label group; filter by its labels"
+                    )));
+                }
+                None => {
+                    return Err(Refusal::invalid(format!(
+                        "{href:?} is not a label href (/orgs/1/labels/<id>)"
+                    )));
+                }
+            },
+            LabelSelector::KeyValue { key, value } if key.is_empty() || value.is_empty() => {
+                return Err(Refusal::invalid(format!(
+                    "a label to match needs a key and a value, not {key:?}={value:?}"
+                )));
+            }
+            LabelSelector::KeyValue { .. } => {}
+        }
+    }
+    Ok(())
+}
+
+fn labeling_view(object: &Object) -> Option<EffectiveLabeling> {
+    object.labeling.as_deref().map(Labeling::view)
 }
 
 impl Cluster {
@@ -397,8 +462,13 @@ impl Index {
         let f = &query.filter;
         let (total, items) = match &query.what {
             InventoryQueryKind::Clusters => {
+                let takes = Takes {
+                    namespace: false,
+                    node: false,
+                    labels: false,
+                };
                 let (total, views) =
-                    self.clusters_page(query, filter(f, "clusters", false, false)?, presence)?;
+                    self.clusters_page(query, filter(f, "clusters", takes)?, presence)?;
                 (total, InventoryItems::Clusters(views))
             }
             InventoryQueryKind::Cluster { cluster_id } => {
@@ -411,31 +481,55 @@ impl Index {
                 (1, InventoryItems::Clusters(vec![view]))
             }
             InventoryQueryKind::HostWorkloads => {
+                let takes = Takes {
+                    namespace: false,
+                    node: true,
+                    labels: true,
+                };
                 let (total, views) =
-                    self.host_workloads(query, filter(f, "host workloads", false, true)?)?;
+                    self.host_workloads(query, filter(f, "host workloads", takes)?)?;
                 (total, InventoryItems::HostWorkloads(views))
             }
             InventoryQueryKind::PodWorkloads => {
+                let takes = Takes {
+                    namespace: true,
+                    node: true,
+                    labels: true,
+                };
                 let (total, views) =
-                    self.pod_workloads(query, filter(f, "pod workloads", true, true)?)?;
+                    self.pod_workloads(query, filter(f, "pod workloads", takes)?)?;
                 (total, InventoryItems::PodWorkloads(views))
             }
             InventoryQueryKind::KubeWorkloads => {
+                let takes = Takes {
+                    namespace: true,
+                    node: true,
+                    labels: true,
+                };
                 let (total, views) =
-                    self.kube_workloads(query, filter(f, "kube workloads", true, true)?)?;
+                    self.kube_workloads(query, filter(f, "kube workloads", takes)?)?;
                 (total, InventoryItems::KubeWorkloads(views))
             }
             InventoryQueryKind::VirtualServices => {
+                let takes = Takes {
+                    namespace: true,
+                    node: false,
+                    labels: true,
+                };
                 let (total, views) =
-                    self.virtual_services(query, filter(f, "virtual services", true, false)?)?;
+                    self.virtual_services(query, filter(f, "virtual services", takes)?)?;
                 (total, InventoryItems::VirtualServices(views))
             }
             InventoryQueryKind::Namespaces => {
                 if f.cluster_id.is_none() {
                     return Err(Refusal::invalid("namespaces are listed per cluster"));
                 }
-                let (total, views) =
-                    self.namespaces(query, filter(f, "namespaces", false, false)?)?;
+                let takes = Takes {
+                    namespace: false,
+                    node: false,
+                    labels: false,
+                };
+                let (total, views) = self.namespaces(query, filter(f, "namespaces", takes)?)?;
                 (total, InventoryItems::Namespaces(views))
             }
         };
@@ -466,7 +560,8 @@ impl Index {
         }
     }
 
-    /// Candidates of one kind across the selected clusters, filtered by namespace and name.
+    /// Candidates of one kind across the selected clusters, filtered by namespace, name and
+    /// labels.
     fn candidates<'a>(
         &'a self,
         query: &InventoryQuery,
@@ -476,7 +571,10 @@ impl Index {
         let mut candidates = Vec::new();
         for (cluster_id, cluster) in self.selected(&query.filter)? {
             for (uid, object) in cluster.all(kind) {
-                if filter.namespace(&object.namespace) && filter.name(&object.name) {
+                if filter.namespace(&object.namespace)
+                    && filter.name(&object.name)
+                    && filter.labels(object.labeling.as_deref())
+                {
                     candidates.push(Candidate {
                         cluster_id,
                         cluster,
@@ -546,6 +644,7 @@ impl Index {
                 kubelet_version: node.kubelet_version.clone(),
                 labels: to_map(&c.item.labels),
                 host_network_pods: host_pods.remove(c.name).unwrap_or_default(),
+                labeling: labeling_view(c.item),
             }
         }))
     }
@@ -575,6 +674,7 @@ impl Index {
                 labels: to_map(&c.item.labels),
                 annotations: to_map(&c.item.annotations),
                 owners: c.cluster.owners(c.item).map(workload_ref).collect(),
+                labeling: labeling_view(c.item),
             }
         }))
     }
@@ -591,6 +691,7 @@ impl Index {
                     && filter.name(workload.name)
                     && (filter.node.is_none()
                         || workload.pods.iter().any(|p| filter.node(&p.node_name)))
+                    && filter.labels(workload.object.and_then(|o| o.labeling.as_deref()))
                 {
                     candidates.push(Candidate {
                         cluster_id,
@@ -634,6 +735,7 @@ impl Index {
                     .filter(|n| !n.is_empty())
                     .map(str::to_owned)
                     .collect(),
+                labeling: workload.object.and_then(labeling_view),
             }
         }))
     }
@@ -694,6 +796,7 @@ impl Index {
                 backends,
                 backend_ports,
                 workloads: workloads.into_iter().collect(),
+                labeling: labeling_view(c.item),
             }
         }))
     }

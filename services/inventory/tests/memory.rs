@@ -1,22 +1,30 @@
 //! Inventory's memory per pod at the scale of the benchmark: one cluster of 200 nodes
 //! x 110 pods (22,000 pods) in 2,000 deployments, each with its replica set, a service and an
-//! EndpointSlice. Measured as the growth of the process's resident memory while the index is
-//! fed (allocator overhead included), alone in its test binary so nothing else allocates.
+//! EndpointSlice, then the effective labels labeling writes of every node, pod, deployment and
+//! service (four labels each). Measured as the growth of the process's resident memory while
+//! the index is fed (allocator overhead included), alone in its test binary so nothing else
+//! allocates.
 
 use std::collections::BTreeMap;
 
 use bulkhead_inventory::{Index, token_sha256};
 use bulkhead_runtime::projection::Projection;
+use bulkhead_schema::WireMessage;
 use bulkhead_schema::messages::eventlog::RecordedEvent;
 use bulkhead_schema::messages::inventory::{
     InventoryEvent, ObjectDetails, ObservedObject, OwnerRef, ResourceKind, ServicePort,
     SliceEndpoint, SlicePort,
+};
+use bulkhead_schema::messages::labeling::{
+    EffectiveLabel, EnforcementMode, EntityKind, EntityLabels, EntityRef, LabelMapOrigin,
+    LabelSource, LabelingEvent, OutputPosition, label_href,
 };
 
 const NODES: usize = 200;
 const PODS_PER_NODE: usize = 110;
 const PODS_PER_DEPLOYMENT: usize = 11;
 const NAMESPACES: usize = 20;
+const ROLES: usize = 5;
 const TARGET_BYTES_PER_POD: usize = 2048;
 
 fn resident_bytes() -> usize {
@@ -35,17 +43,30 @@ struct Feed {
 }
 
 impl Feed {
-    fn event(&mut self, event: InventoryEvent) {
+    fn record<E: WireMessage>(&mut self, stream: String, event: E) {
         self.version += 1;
         self.index.apply(&RecordedEvent {
             seq: self.version,
-            stream: InventoryEvent::stream("c1"),
+            stream,
             stream_version: self.version,
-            event_type: InventoryEvent::EVENT_TYPE.into(),
+            event_type: E::TYPE.into(),
             data: rmp_serde::to_vec_named(&event).unwrap(),
             idempotency_key: format!("k{}", self.version),
             committed_at_ms: 0,
         });
+    }
+
+    fn event(&mut self, event: InventoryEvent) {
+        self.record(InventoryEvent::stream("c1"), event);
+    }
+
+    fn labeling(&mut self, entities: Vec<EntityLabels>) {
+        let event = LabelingEvent::EffectiveLabels {
+            cluster_id: "c1".into(),
+            through: OutputPosition::default(),
+            entities,
+        };
+        self.record(LabelingEvent::effective_stream("c1"), event);
     }
 
     fn object(&mut self, object: ObservedObject) {
@@ -78,6 +99,45 @@ fn object(
     }
 }
 
+/// A label as labeling writes it.
+fn label(key: &str, id: u32, value: &str, source: LabelSource) -> (String, EffectiveLabel) {
+    let label = EffectiveLabel {
+        href: label_href(id),
+        value: value.into(),
+        source,
+    };
+    (key.into(), label)
+}
+
+/// An entity of `object` managed, in full enforcement, with `labels`.
+fn entity(
+    kind: EntityKind,
+    object: &ObservedObject,
+    labels: &[(String, EffectiveLabel)],
+) -> EntityLabels {
+    EntityLabels {
+        entity: EntityRef {
+            kind,
+            uid: object.uid.clone(),
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+        },
+        managed: true,
+        enforcement_mode: Some(EnforcementMode::Full),
+        labels: labels.iter().cloned().collect(),
+        removed: false,
+    }
+}
+
+/// A label from the workload label map's `app` rule.
+fn mapped(from_key: &str) -> LabelSource {
+    LabelSource::LabelMap {
+        origin: LabelMapOrigin::CustomResource,
+        map: "default".into(),
+        from_key: from_key.into(),
+    }
+}
+
 #[test]
 fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
     let before = resident_bytes();
@@ -92,8 +152,10 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
         token_sha256: token_sha256("t"),
         created_at_ms: 0,
     });
+    let loc = label("loc", 1, "eu-west", LabelSource::Profile);
+    let mut node_labels = Vec::new();
     for n in 0..NODES {
-        feed.object(object(
+        let node = object(
             ResourceKind::Node,
             uuid(1, n),
             "",
@@ -107,8 +169,12 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
                 roles: vec!["worker".into()],
                 kubelet_version: "v1.33.1".into(),
             },
-        ));
+        );
+        let zone = label("loc", 1, "eu-west", mapped("topology.kubernetes.io/zone"));
+        node_labels.push(entity(EntityKind::Node, &node, &[zone]));
+        feed.object(node);
     }
+    feed.labeling(node_labels);
     let pods = NODES * PODS_PER_NODE;
     for d in 0..pods / PODS_PER_DEPLOYMENT {
         let namespace = format!("team-{:02}", d % NAMESPACES);
@@ -131,7 +197,7 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
             replicas: Some(PODS_PER_DEPLOYMENT as i32),
         };
         let deploy_uid = uuid(2, d);
-        feed.object(object(
+        let deployment = object(
             ResourceKind::Deployment,
             deploy_uid.clone(),
             &namespace,
@@ -139,7 +205,30 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
             labels(false),
             None,
             workload.clone(),
-        ));
+        );
+        // As labeling resolves them: role from the deployment's pod template annotation, app
+        // from the label map, env and loc from the namespace's profile.
+        let role = format!("role-{}", d % ROLES);
+        let annotated = LabelSource::Annotation {
+            kind: "Deployment".into(),
+            name: app.clone(),
+            key: "bulkhead.io/role".into(),
+            template: true,
+        };
+        let env = ["prod", "staging"][d % NAMESPACES % 2];
+        let effective = [
+            label("role", 10 + (d % ROLES) as u32, &role, annotated),
+            label("app", 100 + d as u32, &app, mapped("app")),
+            label(
+                "env",
+                2 + (d % NAMESPACES % 2) as u32,
+                env,
+                LabelSource::Profile,
+            ),
+            loc.clone(),
+        ];
+        let mut entities = vec![entity(EntityKind::KubeWorkload, &deployment, &effective)];
+        feed.object(deployment);
         let rs_name = format!("{app}-{hash}");
         let rs_uid = uuid(3, d);
         let to_deploy = OwnerRef {
@@ -167,7 +256,7 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
                 name: rs_name.clone(),
                 uid: rs_uid.clone(),
             };
-            feed.object(object(
+            let pod = object(
                 ResourceKind::Pod,
                 pod_uid.clone(),
                 &namespace,
@@ -181,7 +270,9 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
                     phase: "Running".into(),
                     containers: vec!["app".into(), "sidecar".into()],
                 },
-            ));
+            );
+            entities.push(entity(EntityKind::Pod, &pod, &effective));
+            feed.object(pod);
             endpoints.push(SliceEndpoint {
                 addresses: vec![ip],
                 ready: true,
@@ -189,7 +280,7 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
                 node_name: format!("node-{node:03}"),
             });
         }
-        feed.object(object(
+        let service = object(
             ResourceKind::Service,
             uuid(5, d),
             &namespace,
@@ -208,7 +299,11 @@ fn a_pod_costs_at_most_2_kib_of_inventory_memory() {
                 }],
                 selector: [("app".to_owned(), app.clone())].into(),
             },
-        ));
+        );
+        entities.push(entity(EntityKind::Service, &service, &effective[1..]));
+        feed.object(service);
+        // labeling writes soon after inventory: in the log, its output follows each report
+        feed.labeling(entities);
         feed.object(object(
             ResourceKind::EndpointSlice,
             uuid(6, d),

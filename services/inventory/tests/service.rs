@@ -1,6 +1,6 @@
 //! Inventory against a real single-node event log on the in-process bus, as `bulkhead up` runs
 //! them: pairing, clusterlink's reports, heartbeats and digests, wrong credentials, idempotency,
-//! and restarts. Every wait is bounded.
+//! labeling's effective labels, and restarts. Every wait is bounded.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,8 +16,13 @@ use bulkhead_schema::messages::eventlog::{
 use bulkhead_schema::messages::inventory::{
     ClusterCommand, ClusterCommandReply, ClusterCredentials, ClusterHeartbeat, ClusterReport,
     ClusterView, DigestReply, DigestRequest, InventoryEvent, InventoryFilter, InventoryItems,
-    InventoryQuery, InventoryQueryKind, InventoryRejection, InventoryReply, ObjectDetails,
-    Observation, ObservedObject, PodWorkloadView, ReportAck, ResourceKind, SyncState,
+    InventoryQuery, InventoryQueryKind, InventoryRejection, InventoryReply, LabelSelector,
+    ObjectDetails, Observation, ObservedObject, PodWorkloadView, ReportAck, ResourceKind,
+    SyncState,
+};
+use bulkhead_schema::messages::labeling::{
+    EffectiveLabel, EnforcementMode, EntityKind, EntityLabels, EntityRef, LabelSource,
+    LabelingEvent, OutputPosition, label_href,
 };
 use bulkhead_schema::{Subject, WireMessage};
 use tokio::task::JoinHandle;
@@ -171,6 +176,10 @@ impl Harness {
             cluster_id: Some(cluster_id.into()),
             ..Default::default()
         };
+        self.pods_where(filter).await
+    }
+
+    async fn pods_where(&self, filter: InventoryFilter) -> Vec<PodWorkloadView> {
         match self.query(InventoryQueryKind::PodWorkloads, filter).await {
             InventoryReply::Page(page) => match page.items {
                 InventoryItems::PodWorkloads(pods) => pods,
@@ -207,6 +216,27 @@ impl Harness {
                 ReadReply::Unavailable { reason } => panic!("{reason}"),
             }
         }
+    }
+
+    /// Appends `event` to `stream` as another service would.
+    async fn append<E: WireMessage>(&self, stream: String, key: &str, event: &E) {
+        let append = AppendRequest {
+            stream,
+            expected_version: ExpectedVersion::Any,
+            idempotency_key: key.into(),
+            events: vec![NewEvent {
+                event_type: E::TYPE.into(),
+                data: rmp_serde::to_vec_named(event).unwrap(),
+            }],
+        };
+        let appended: AppendReply = self.ask(&Subject::eventlog_append(), &append).await;
+        assert!(
+            matches!(
+                appended,
+                AppendReply::Decided(AppendOutcome::Appended { .. })
+            ),
+            "{appended:?}"
+        );
     }
 
     async fn stream(&self, stream: &str) -> Vec<InventoryEvent> {
@@ -603,23 +633,8 @@ async fn a_restarted_inventory_has_the_same_state_from_checkpoint_and_tail() {
         cluster_id: c.cluster_id.clone(),
         object: mk_pod("while-down", "1"),
     };
-    let append = AppendRequest {
-        stream: InventoryEvent::stream(&c.cluster_id),
-        expected_version: ExpectedVersion::Any,
-        idempotency_key: "while-down".into(),
-        events: vec![NewEvent {
-            event_type: InventoryEvent::EVENT_TYPE.into(),
-            data: rmp_serde::to_vec_named(&tail).unwrap(),
-        }],
-    };
-    let appended: AppendReply = h.ask(&Subject::eventlog_append(), &append).await;
-    assert!(
-        matches!(
-            appended,
-            AppendReply::Decided(AppendOutcome::Appended { .. })
-        ),
-        "{appended:?}"
-    );
+    h.append(InventoryEvent::stream(&c.cluster_id), "while-down", &tail)
+        .await;
 
     h.start_inventory();
     assert_eq!(
@@ -649,5 +664,68 @@ async fn a_restarted_inventory_has_the_same_state_from_checkpoint_and_tail() {
         names(&h.pods(&c.cluster_id).await),
         ["after", "before", "while-down"]
     );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labelings_effective_labels_are_listed_filtered_and_kept_across_restarts() {
+    let mut h = Harness::start().await;
+    let (c, _) = h.create("c").await;
+    h.report(&c, "r1", vec![applied("web", "1"), applied("db", "1")])
+        .await;
+    let web = mk_pod("web", "1");
+    let written = LabelingEvent::EffectiveLabels {
+        cluster_id: c.cluster_id.clone(),
+        through: OutputPosition { seq: 3, index: 0 },
+        entities: vec![EntityLabels {
+            entity: EntityRef {
+                kind: EntityKind::Pod,
+                uid: web.uid.clone(),
+                namespace: web.namespace.clone(),
+                name: web.name.clone(),
+            },
+            managed: true,
+            enforcement_mode: Some(EnforcementMode::Test),
+            labels: [(
+                "role".to_owned(),
+                EffectiveLabel {
+                    href: label_href(1),
+                    value: "web".into(),
+                    source: LabelSource::Profile,
+                },
+            )]
+            .into(),
+            removed: false,
+        }],
+    };
+    let stream = LabelingEvent::effective_stream(&c.cluster_id);
+    h.append(stream, "labeling-1", &written).await;
+
+    let by_role = InventoryFilter {
+        cluster_id: Some(c.cluster_id.clone()),
+        labels: vec![vec![LabelSelector::KeyValue {
+            key: "role".into(),
+            value: "web".into(),
+        }]],
+        ..Default::default()
+    };
+    // labeling's appends are not inventory's: no reply waits for them to be applied
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let mut matching = h.pods_where(by_role.clone()).await;
+    while matching.is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        matching = h.pods_where(by_role.clone()).await;
+    }
+    assert_eq!(names(&matching), ["web"]);
+    let labeling = matching[0].labeling.clone().unwrap();
+    assert_eq!(labeling.enforcement_mode, Some(EnforcementMode::Test));
+    assert_eq!(labeling.labels[0].href, label_href(1));
+
+    h.stop_inventory().await;
+    h.start_inventory();
+    assert_eq!(names(&h.pods_where(by_role).await), ["web"]);
+    let all = h.pods(&c.cluster_id).await;
+    assert_eq!(all[0].labeling, None, "db: not labeled");
+    assert_eq!(all[1].labeling, Some(labeling));
     h.stop().await;
 }

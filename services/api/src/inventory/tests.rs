@@ -1,18 +1,24 @@
-//! The inventory routes over real HTTP, with the inventory service and a single-node event log
-//! behind the in-process bus, and a simulated clusterlink reporting on the bus.
+//! The inventory routes over real HTTP, with the inventory and labeling services and a
+//! single-node event log behind the in-process bus, and a simulated clusterlink reporting on
+//! the bus.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_runtime::bus::{InProcessBus, TypedBus};
+use bulkhead_runtime::bus::{BusError, InProcessBus, TypedBus};
 use bulkhead_runtime::health::Health;
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::inventory::{
     ClusterCredentials, ClusterReport, ObjectDetails, Observation, ObservedObject, OwnerRef,
     ReportAck, ResourceKind, SliceEndpoint,
 };
+use bulkhead_schema::messages::labeling::{
+    EnforcementMode, Href, LabelingCommand, LabelingCommandReply, LabelingItem, LabelingRejection,
+    ProfileLabel, ProfileSettings,
+};
 use reqwest::Method;
 use serde_json::{Value, json};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::{ApiConfig, bind};
@@ -25,7 +31,8 @@ struct Stack {
     http: reqwest::Client,
     bus: TypedBus,
     stop: CancellationToken,
-    inventory: Option<tokio::task::JoinHandle<Result<(), bulkhead_inventory::InventoryError>>>,
+    /// Inventory and labeling, each failing its task should it fail.
+    services: Vec<JoinHandle<()>>,
     _dir: tempfile::TempDir,
 }
 
@@ -45,12 +52,22 @@ async fn start() -> Stack {
         Health::new("eventlog", "1"),
         stop.clone(),
     ));
-    let inventory = tokio::spawn(bulkhead_inventory::run(
+    let inventory = bulkhead_inventory::run(
         bulkhead_inventory::InventoryConfig::embedded(dir.path().join("inventory")),
         bus.clone(),
         Health::new("inventory", "1"),
         stop.clone(),
-    ));
+    );
+    let labeling = bulkhead_labeling::run(
+        bulkhead_labeling::LabelingConfig::embedded(dir.path().join("labeling")),
+        bus.clone(),
+        Health::new("labeling", "1"),
+        stop.clone(),
+    );
+    let services = vec![
+        tokio::spawn(async move { inventory.await.unwrap() }),
+        tokio::spawn(async move { labeling.await.unwrap() }),
+    ];
     let config = ApiConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("api"),
@@ -68,7 +85,7 @@ async fn start() -> Stack {
         http: reqwest::Client::new(),
         bus,
         stop,
-        inventory: Some(inventory),
+        services,
         _dir: dir,
     }
 }
@@ -77,13 +94,15 @@ async fn start() -> Stack {
 type Answer = (u16, Option<u64>, Value);
 
 impl Stack {
-    /// Stops everything and waits for inventory (its checkpoint written) before the test's
-    /// runtime goes: sled must not be dropped while the runtime tears its tasks down.
+    /// Stops everything and waits for inventory and labeling (their checkpoints written)
+    /// before the test's runtime goes: sled must not be dropped while the runtime tears its
+    /// tasks down.
     async fn stop(mut self) {
         self.stop.cancel();
-        let inventory = self.inventory.take().unwrap();
-        let stopped = tokio::time::timeout(WAIT, inventory).await;
-        stopped.expect("inventory stops").unwrap().unwrap();
+        for service in std::mem::take(&mut self.services) {
+            let stopped = tokio::time::timeout(WAIT, service).await;
+            stopped.expect("services stop").unwrap();
+        }
     }
 
     async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
@@ -112,6 +131,64 @@ impl Stack {
 
     async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None).await
+    }
+
+    /// A list once `done` says so: labeling writes its labels after inventory has the objects.
+    async fn list_until(&self, path: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let (status, _, body) = self.get(path).await;
+            assert_eq!(status, 200, "{path}: {body}");
+            let items = body.as_array().unwrap();
+            if done(items) {
+                return items.clone();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{path}: still {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A labeling command, sent again while labeling starts (nobody answers yet) or has yet
+    /// to learn of a cluster just created (not found).
+    async fn labeling(&self, command: LabelingCommand) -> LabelingItem {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let reply = self
+                .bus
+                .request::<_, LabelingCommandReply>(&Subject::labeling_command(), &command, WAIT)
+                .await
+                .map(|r| r.message);
+            let starting = matches!(
+                reply,
+                Err(BusError::NoResponders(_))
+                    | Ok(LabelingCommandReply::Rejected {
+                        kind: LabelingRejection::NotFound,
+                        ..
+                    })
+            );
+            match reply {
+                Ok(LabelingCommandReply::Done { item, .. }) => return item,
+                _ if starting && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(50)).await
+                }
+                other => panic!("{command:?}: {other:?}"),
+            }
+        }
+    }
+
+    /// A new label's href.
+    async fn create_label(&self, key: &str, value: &str) -> String {
+        let command = LabelingCommand::CreateLabel {
+            key: key.into(),
+            value: value.into(),
+        };
+        match self.labeling(command).await {
+            LabelingItem::Label(label) => label.href,
+            other => panic!("{other:?}"),
+        }
     }
 
     /// Creates a cluster, waiting while inventory starts (503 until it has caught up).
@@ -153,7 +230,8 @@ impl Stack {
             .await
             .unwrap()
             .message;
-        assert_eq!(ack, ReportAck::Accepted { observations: 7 });
+        let observations = report.observations.len() as u32;
+        assert_eq!(ack, ReportAck::Accepted { observations });
     }
 }
 
@@ -255,6 +333,11 @@ fn small_cluster() -> Vec<ObservedObject> {
         ports: vec![],
         selector: [("app".to_owned(), "web".to_owned())].into(),
     };
+    // Kubernetes uids are unique across kinds, and labeling finds entities by uid alone.
+    let service = ObservedObject {
+        uid: "web-svc-uid".into(),
+        ..mk(ResourceKind::Service, "web", "shop", None, service)
+    };
     vec![
         mk(ResourceKind::Node, "node-1", "", None, node),
         mk(
@@ -269,9 +352,17 @@ fn small_cluster() -> Vec<ObservedObject> {
         a,
         b,
         host,
-        mk(ResourceKind::Service, "web", "shop", None, service),
+        service,
         mk(ResourceKind::EndpointSlice, "web-xyz", "shop", None, slice),
     ]
+}
+
+/// `path?labels=<labels>`, URL-encoded.
+fn with_labels(path: &str, labels: &Value) -> String {
+    let mut url = reqwest::Url::parse("http://bulkhead.invalid/").unwrap();
+    url.query_pairs_mut()
+        .append_pair("labels", &labels.to_string());
+    format!("{path}?{}", url.query().unwrap())
 }
 
 fn error_code(body: &Value) -> &str {
@@ -415,7 +506,7 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
 
     let (_, total, services) = stack.get("/virtual_services?namespace=shop").await;
     assert_eq!(total, Some(1));
-    assert_eq!(services[0]["href"], "/orgs/1/virtual_services/web-uid");
+    assert_eq!(services[0]["href"], "/orgs/1/virtual_services/web-svc-uid");
     assert_eq!(services[0]["backends"].as_array().unwrap().len(), 2);
     assert_eq!(services[0]["workloads"][0]["name"], "web");
 
@@ -441,6 +532,160 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
         let (got, _, body) = stack.get(path).await;
         assert_eq!(got, status, "{path}: {body}");
         error_code(&body);
+    }
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workloads_carry_their_effective_labels_and_are_filtered_by_them() {
+    let stack = start().await;
+    let cluster = stack.create("prod").await;
+    let id = cluster["cluster_id"].as_str().unwrap().to_owned();
+    let role = stack.create_label("role", "web").await;
+    let env = stack.create_label("env", "prod").await;
+    // every namespace's profile: managed, enforced, role assigned, env free for annotations
+    stack
+        .labeling(LabelingCommand::SetTemplate {
+            cluster_id: id.clone(),
+            settings: ProfileSettings {
+                managed: true,
+                enforcement_mode: EnforcementMode::Full,
+                labels: vec![ProfileLabel {
+                    key: "role".into(),
+                    assignment: Some(Href { href: role.clone() }),
+                    restriction: None,
+                }],
+            },
+        })
+        .await;
+    let mut observed = small_cluster();
+    let annotated = observed.iter_mut().find(|o| o.name == "web-1-b").unwrap();
+    annotated
+        .annotations
+        .insert("bulkhead.io/env".into(), "prod".into());
+    stack.report(&cluster, observed).await;
+
+    let pods = stack
+        .list_until("/container_workloads", |pods| {
+            pods.len() == 2 && pods[1]["labels"].as_array().unwrap().len() == 2
+        })
+        .await;
+    let by_profile = json!({ "href": role, "key": "role", "value": "web", "source": "profile" });
+    assert_eq!(pods[0]["labels"], json!([by_profile]));
+    assert_eq!(
+        pods[1]["labels"],
+        json!([
+            {
+                "href": env,
+                "key": "env",
+                "value": "prod",
+                "source": {
+                    "annotation": { "kind": "Pod", "name": "web-1-b", "key": "bulkhead.io/env" },
+                },
+            },
+            by_profile,
+        ])
+    );
+    assert_eq!(
+        (
+            pods[1]["managed"].clone(),
+            pods[1]["enforcement_mode"].clone()
+        ),
+        (json!(true), json!("full"))
+    );
+    assert_eq!(pods[1]["kubernetes_labels"], json!({ "app": "shop" }));
+    assert!(pods[1].get("labeling").is_none(), "lifted to the top");
+
+    let workloads = stack
+        .list_until("/kubernetes_workloads", |w| {
+            w[0]["labels"] == json!([by_profile])
+        })
+        .await;
+    assert_eq!(workloads[0]["name"], "web");
+    let services = stack
+        .list_until("/virtual_services", |s| {
+            s[0]["labels"] == json!([by_profile])
+        })
+        .await;
+    assert_eq!(services[0]["enforcement_mode"], "full");
+    let (_, _, nodes) = stack.get("/workloads").await;
+    assert!(nodes[0]["labels"].is_array(), "{nodes}");
+    let (_, _, namespaces) = stack
+        .get(&format!("/container_clusters/{id}/namespaces"))
+        .await;
+    assert_eq!(namespaces[0]["kubernetes_labels"], json!({ "app": "shop" }));
+    assert!(
+        namespaces[0].get("labels").is_none(),
+        "namespaces carry none"
+    );
+
+    for (path, labels, total) in [
+        ("/container_workloads", json!([[role]]), 2),
+        ("/container_workloads", json!([[role, env]]), 1),
+        (
+            "/container_workloads",
+            json!([[{ "key": "env", "value": "PROD" }]]),
+            1,
+        ),
+        (
+            "/container_workloads",
+            json!([[env], [{ "href": role }]]),
+            2,
+        ),
+        ("/container_workloads", json!([pods[1]["labels"]]), 1),
+        ("/kubernetes_workloads", json!([[role]]), 1),
+        ("/kubernetes_workloads", json!([[env]]), 0),
+        ("/virtual_services", json!([[role]]), 1),
+        ("/workloads", json!([[role]]), 0),
+    ] {
+        let path = with_labels(path, &labels);
+        let (status, got, body) = stack.get(&path).await;
+        assert_eq!((status, got), (200, Some(total)), "{path}: {body}");
+    }
+
+    for (path, labels, says) in [
+        (
+            "/container_workloads",
+            json!("nope"),
+            "a JSON list of lists",
+        ),
+        (
+            "/container_workloads",
+            json!([role]),
+            "a JSON list of lists",
+        ),
+        ("/container_workloads", json!([[7]]), "each label an href"),
+        ("/container_workloads", json!([[]]), "is empty"),
+        (
+            "/virtual_services",
+            json!([["/orgs/1/label_groups/1"]]),
+            "label group",
+        ),
+        (
+            "/kubernetes_workloads",
+            json!([["/orgs/1/workloads/1"]]),
+            "not a label href",
+        ),
+        (
+            "/container_clusters",
+            json!([[role]]),
+            "cannot be filtered by labels",
+        ),
+        (
+            &format!("/container_clusters/{id}/namespaces"),
+            json!([[role]]),
+            "cannot be filtered by labels",
+        ),
+    ] {
+        let path = with_labels(path, &labels);
+        let (status, _, body) = stack.get(&path).await;
+        assert_eq!(
+            (status, error_code(&body)),
+            (400, "bad_request"),
+            "{path}: {body}"
+        );
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains(says), "{path}: {message}");
     }
     stack.stop().await;
 }

@@ -4,12 +4,18 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bulkhead_runtime::projection::Projection;
+use bulkhead_schema::WireMessage;
 use bulkhead_schema::messages::eventlog::RecordedEvent;
 use bulkhead_schema::messages::inventory::{
-    BackendView, ClusterCredentials, ClusterError, InventoryEvent, InventoryFilter, InventoryItems,
-    InventoryPage, InventoryQuery, InventoryQueryKind, InventoryRejection, KubeWorkloadView,
-    LabelMapItem, ObjectDetails, ObservedObject, OwnerRef, PodRef, ResourceKind, ServicePort,
-    SliceEndpoint, SlicePort, SyncState, ValueMapping, WorkloadRef,
+    AssignedLabel, BackendView, ClusterCredentials, ClusterError, EffectiveLabeling,
+    InventoryEvent, InventoryFilter, InventoryItems, InventoryPage, InventoryQuery,
+    InventoryQueryKind, InventoryRejection, KubeWorkloadView, LabelMapItem, LabelSelector,
+    ObjectDetails, ObservedObject, OwnerRef, PodRef, ResourceKind, ServicePort, SliceEndpoint,
+    SlicePort, SyncState, ValueMapping, WorkloadRef,
+};
+use bulkhead_schema::messages::labeling::{
+    EffectiveLabel, EnforcementMode, EntityKind, EntityLabels, EntityRef, LabelId, LabelMapOrigin,
+    LabelSource, LabelingEvent, OutputPosition, label_group_href, label_href,
 };
 
 use super::*;
@@ -37,13 +43,18 @@ pub(crate) fn recorded(
     stream_version: u64,
     event: &InventoryEvent,
 ) -> RecordedEvent {
+    recorded_on(&InventoryEvent::stream(cluster_id), stream_version, event)
+}
+
+/// The event as the log would record it on `stream`.
+fn recorded_on<E: WireMessage>(stream: &str, stream_version: u64, event: &E) -> RecordedEvent {
     RecordedEvent {
         seq: stream_version,
-        stream: InventoryEvent::stream(cluster_id),
+        stream: stream.into(),
         stream_version,
-        event_type: InventoryEvent::EVENT_TYPE.into(),
+        event_type: E::TYPE.into(),
         data: rmp_serde::to_vec_named(event).unwrap(),
-        idempotency_key: format!("k-{cluster_id}-{stream_version}"),
+        idempotency_key: format!("k-{stream}-{stream_version}"),
         committed_at_ms: 1_700_000_000_000,
     }
 }
@@ -248,7 +259,55 @@ pub(crate) fn mk_slice(
     )
 }
 
-/// An index fed as the log would feed it: one stream per cluster, versions counted.
+/// What labeling writes of `object` as an entity of `kind`: managed, enforced in full, with
+/// these labels (key, label id, value), each from the namespace's profile.
+pub(crate) fn mk_entity_labels(
+    kind: EntityKind,
+    object: &ObservedObject,
+    labels: &[(&str, LabelId, &str)],
+) -> EntityLabels {
+    EntityLabels {
+        entity: EntityRef {
+            kind,
+            uid: object.uid.clone(),
+            namespace: object.namespace.clone(),
+            name: object.name.clone(),
+        },
+        managed: true,
+        enforcement_mode: Some(EnforcementMode::Full),
+        labels: labels
+            .iter()
+            .map(|(key, id, value)| {
+                let label = EffectiveLabel {
+                    href: label_href(*id),
+                    value: (*value).into(),
+                    source: LabelSource::Profile,
+                };
+                ((*key).to_owned(), label)
+            })
+            .collect(),
+        removed: false,
+    }
+}
+
+/// What labeling writes of an entity that went.
+pub(crate) fn mk_removed(kind: EntityKind, object: &ObservedObject) -> EntityLabels {
+    EntityLabels {
+        managed: false,
+        enforcement_mode: None,
+        removed: true,
+        ..mk_entity_labels(kind, object, &[])
+    }
+}
+
+/// The same, with the label of `key` from `source`.
+fn sourced(mut entity: EntityLabels, key: &str, source: LabelSource) -> EntityLabels {
+    entity.labels.get_mut(key).unwrap().source = source;
+    entity
+}
+
+/// An index fed as the log would feed it: one stream per cluster and one of labeling's per
+/// cluster, versions counted.
 #[derive(Default)]
 struct Log {
     index: Index,
@@ -268,9 +327,23 @@ impl Log {
     }
 
     fn event(&mut self, cluster_id: &str, event: &InventoryEvent) {
-        let version = self.versions.entry(cluster_id.into()).or_default();
+        self.record(&InventoryEvent::stream(cluster_id), event);
+    }
+
+    fn record<E: WireMessage>(&mut self, stream: &str, event: &E) {
+        let version = self.versions.entry(stream.into()).or_default();
         *version += 1;
-        self.index.apply(&recorded(cluster_id, *version, event));
+        self.index.apply(&recorded_on(stream, *version, event));
+    }
+
+    /// Labeling's output for `cluster_id`.
+    fn labeling(&mut self, cluster_id: &str, entities: &[EntityLabels]) {
+        let event = LabelingEvent::EffectiveLabels {
+            cluster_id: cluster_id.into(),
+            through: OutputPosition::default(),
+            entities: entities.to_vec(),
+        };
+        self.record(&LabelingEvent::effective_stream(cluster_id), &event);
     }
 
     fn apply(&mut self, cluster_id: &str, objects: &[&ObservedObject]) {
@@ -834,6 +907,7 @@ fn pod_workloads_are_filtered_sorted_and_paged() {
             namespace: namespace.map(Into::into),
             node: node.map(Into::into),
             name: name.map(Into::into),
+            ..InventoryFilter::default()
         };
     assert_eq!(
         names(
@@ -1336,6 +1410,517 @@ fn namespaces_are_listed_per_cluster() {
     assert_eq!(names(&named, |n| &n.name), ["shop"]);
 }
 
+// --- effective labels ------------------------------------------------------------------------------
+
+/// A label from the `bulkhead.io/role` annotation of a controller's pod template.
+fn annotation(kind: &str, name: &str) -> LabelSource {
+    LabelSource::Annotation {
+        kind: kind.into(),
+        name: name.into(),
+        key: "bulkhead.io/role".into(),
+        template: true,
+    }
+}
+
+/// `key=value` of each label, in the order shown.
+fn shown(labeling: &Option<EffectiveLabeling>) -> Vec<String> {
+    labeling
+        .iter()
+        .flat_map(|l| &l.labels)
+        .map(|l| format!("{}={}", l.key, l.value))
+        .collect()
+}
+
+fn unclaimed(log: &Log, cluster_id: &str) -> usize {
+    log.index.cluster(cluster_id).unwrap().unclaimed.len()
+}
+
+#[test]
+fn effective_labels_show_in_every_labeled_view_with_their_provenance() {
+    let mut log = Log::with_clusters(&[C1]);
+    let node = mk_node("n1", "m1");
+    let deploy = mk_deployment("web", "shop");
+    let rs = mk_rs("web-1", "shop", Some(&deploy));
+    let pod = mk_pod("web-1-a", "shop", Some(&rs));
+    let bare = mk_pod("debug", "shop", None);
+    let unobserved_job = mk_workload(ResourceKind::Job, "batch", "shop", None);
+    let job_pod = mk_pod("batch-x", "shop", Some(&unobserved_job));
+    let unmanaged = mk_pod("legacy", "old", None);
+    let service = mk_service("web", "shop");
+    log.apply(
+        C1,
+        &[
+            &node, &deploy, &rs, &pod, &bare, &job_pod, &unmanaged, &service,
+        ],
+    );
+    let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
+    assert!(
+        pods.iter().all(|p| p.labeling.is_none()),
+        "nothing before labeling writes"
+    );
+
+    let zone = LabelSource::LabelMap {
+        origin: LabelMapOrigin::CustomResource,
+        map: "default".into(),
+        from_key: "topology.kubernetes.io/zone".into(),
+    };
+    let front = mk_entity_labels(
+        EntityKind::Pod,
+        &pod,
+        &[("role", 1, "front"), ("env", 3, "prod")],
+    );
+    log.labeling(
+        C1,
+        &[
+            sourced(
+                mk_entity_labels(EntityKind::Node, &node, &[("loc", 4, "eu")]),
+                "loc",
+                zone.clone(),
+            ),
+            sourced(front, "role", annotation("Deployment", "web")),
+            mk_entity_labels(
+                EntityKind::KubeWorkload,
+                &deploy,
+                &[("role", 1, "front"), ("env", 3, "prod")],
+            ),
+            mk_entity_labels(EntityKind::Pod, &bare, &[("role", 2, "debug")]),
+            EntityLabels {
+                managed: false,
+                enforcement_mode: None,
+                ..mk_entity_labels(EntityKind::Pod, &unmanaged, &[])
+            },
+            mk_entity_labels(EntityKind::Service, &service, &[("app", 5, "shop")]),
+        ],
+    );
+
+    let hosts = list!(&log.index, HostWorkloads, in_cluster(C1));
+    assert_eq!(
+        hosts[0].labeling,
+        Some(EffectiveLabeling {
+            managed: true,
+            enforcement_mode: Some(EnforcementMode::Full),
+            labels: vec![AssignedLabel {
+                href: label_href(4),
+                key: "loc".into(),
+                value: "eu".into(),
+                source: zone,
+            }],
+        })
+    );
+
+    let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
+    let pod_view = |name: &str| pods.iter().find(|p| p.name == name).unwrap();
+    let front = pod_view("web-1-a").labeling.as_ref().unwrap();
+    assert_eq!(
+        front.labels,
+        [
+            AssignedLabel {
+                href: label_href(3),
+                key: "env".into(),
+                value: "prod".into(),
+                source: LabelSource::Profile,
+            },
+            AssignedLabel {
+                href: label_href(1),
+                key: "role".into(),
+                value: "front".into(),
+                source: annotation("Deployment", "web"),
+            },
+        ],
+        "by key, each with its source"
+    );
+    assert_eq!(
+        (front.managed, front.enforcement_mode),
+        (true, Some(EnforcementMode::Full))
+    );
+    assert_eq!(
+        pod_view("web-1-a").labels["app"],
+        "web",
+        "Kubernetes labels stay"
+    );
+    assert_eq!(
+        pod_view("legacy").labeling,
+        Some(EffectiveLabeling::default()),
+        "unmanaged: known, without labels"
+    );
+    assert_eq!(pod_view("batch-x").labeling, None, "not written yet");
+
+    let workloads = list!(&log.index, KubeWorkloads, in_cluster(C1));
+    assert_eq!(
+        shown(&kube_workload(&workloads, "web").labeling),
+        ["env=prod", "role=front"],
+        "the controller's own"
+    );
+    assert_eq!(
+        shown(&kube_workload(&workloads, "debug").labeling),
+        ["role=debug"],
+        "a bare pod's are its pod's"
+    );
+    assert_eq!(
+        kube_workload(&workloads, "batch").labeling,
+        None,
+        "known by reference only: labeling has no such entity"
+    );
+
+    let services = list!(&log.index, VirtualServices, in_cluster(C1));
+    assert_eq!(shown(&services[0].labeling), ["app=shop"]);
+}
+
+#[test]
+fn labels_follow_their_entity_through_changes_removal_and_deletion() {
+    let mut log = Log::with_clusters(&[C1]);
+    let pod = mk_pod("p", "shop", None);
+    let labels_of_p = |log: &Log| {
+        let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
+        pods.into_iter().find(|p| p.name == "p").unwrap().labeling
+    };
+    log.apply(C1, &[&pod]);
+    log.labeling(
+        C1,
+        &[mk_entity_labels(
+            EntityKind::Pod,
+            &pod,
+            &[("role", 1, "web")],
+        )],
+    );
+
+    // labeling writes labels when they change, not when the pod does
+    let mut changed = pod.clone();
+    changed.resource_version = "2".into();
+    changed.labels.insert("tier".into(), "front".into());
+    log.apply(C1, &[&changed]);
+    assert_eq!(shown(&labels_of_p(&log)), ["role=web"]);
+
+    log.labeling(
+        C1,
+        &[mk_entity_labels(
+            EntityKind::Pod,
+            &pod,
+            &[("env", 3, "prod")],
+        )],
+    );
+    assert_eq!(shown(&labels_of_p(&log)), ["env=prod"], "replaced whole");
+
+    log.labeling(C1, &[mk_removed(EntityKind::Pod, &pod)]);
+    assert_eq!(labels_of_p(&log), None);
+
+    log.labeling(
+        C1,
+        &[mk_entity_labels(
+            EntityKind::Pod,
+            &pod,
+            &[("role", 1, "web")],
+        )],
+    );
+    log.delete(C1, ResourceKind::Pod, "p");
+    log.apply(C1, &[&pod]);
+    assert_eq!(labels_of_p(&log), None, "they went with the pod");
+
+    // a controller that is no longer at the top of its chain: labeling removes it
+    let rs = mk_rs("web-1", "shop", None);
+    log.apply(C1, &[&rs]);
+    log.labeling(
+        C1,
+        &[mk_entity_labels(
+            EntityKind::KubeWorkload,
+            &rs,
+            &[("role", 1, "web")],
+        )],
+    );
+    let workloads = list!(&log.index, KubeWorkloads, in_cluster(C1));
+    assert_eq!(
+        shown(&kube_workload(&workloads, "web-1").labeling),
+        ["role=web"]
+    );
+    let deploy = mk_deployment("web", "shop");
+    let mut owned = mk_rs("web-1", "shop", Some(&deploy));
+    owned.resource_version = "2".into();
+    log.apply(C1, &[&deploy, &owned]);
+    log.labeling(
+        C1,
+        &[
+            mk_removed(EntityKind::KubeWorkload, &rs),
+            mk_entity_labels(EntityKind::KubeWorkload, &deploy, &[("role", 1, "web")]),
+        ],
+    );
+    let workloads = list!(&log.index, KubeWorkloads, in_cluster(C1));
+    assert_eq!(
+        shown(&kube_workload(&workloads, "web").labeling),
+        ["role=web"]
+    );
+    let held = log.index.cluster(C1).unwrap();
+    let held_rs = held
+        .object(ResourceKind::ReplicaSet, &uid("web-1"))
+        .unwrap();
+    assert_eq!(held_rs.labeling, None);
+}
+
+#[test]
+fn labels_written_before_or_after_inventory_holds_the_entity_end_up_right() {
+    let mut log = Log::with_clusters(&[C1]);
+    let pod = mk_pod("p", "shop", None);
+
+    // ahead of inventory: kept apart, listed nowhere, taken by the pod when it arrives
+    log.labeling(
+        C1,
+        &[mk_entity_labels(
+            EntityKind::Pod,
+            &pod,
+            &[("role", 1, "web")],
+        )],
+    );
+    assert!(list!(&log.index, PodWorkloads, in_cluster(C1)).is_empty());
+    assert_eq!(unclaimed(&log, C1), 1);
+    log.apply(C1, &[&pod]);
+    let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
+    assert_eq!(shown(&pods[0].labeling), ["role=web"]);
+    assert_eq!(unclaimed(&log, C1), 0);
+
+    // behind it (written from labeling's state before the deletion): apart until removed...
+    log.delete(C1, ResourceKind::Pod, "p");
+    log.labeling(
+        C1,
+        &[mk_entity_labels(
+            EntityKind::Pod,
+            &pod,
+            &[("env", 3, "prod")],
+        )],
+    );
+    assert!(list!(&log.index, PodWorkloads, in_cluster(C1)).is_empty());
+    assert_eq!(unclaimed(&log, C1), 1);
+    log.labeling(C1, &[mk_removed(EntityKind::Pod, &pod)]);
+    assert_eq!(unclaimed(&log, C1), 0);
+
+    // ... or deleted
+    log.labeling(
+        C1,
+        &[mk_entity_labels(
+            EntityKind::Pod,
+            &pod,
+            &[("env", 3, "prod")],
+        )],
+    );
+    log.delete(C1, ResourceKind::Pod, "p");
+    assert_eq!(unclaimed(&log, C1), 0);
+
+    // a kube workload is found whatever its controller's kind
+    let agent = mk_workload(ResourceKind::DaemonSet, "agent", "ops", None);
+    log.labeling(
+        C1,
+        &[mk_entity_labels(
+            EntityKind::KubeWorkload,
+            &agent,
+            &[("role", 6, "agent")],
+        )],
+    );
+    log.apply(C1, &[&agent]);
+    let workloads = list!(&log.index, KubeWorkloads, in_cluster(C1));
+    assert_eq!(
+        shown(&kube_workload(&workloads, "agent").labeling),
+        ["role=agent"]
+    );
+}
+
+#[test]
+fn labels_on_another_clusters_stream_of_unknown_clusters_and_other_labeling_events_are_ignored() {
+    let mut log = Log::with_clusters(&[C1, C2]);
+    let pod = mk_pod("p", "shop", None);
+    log.apply(C1, &[&pod]);
+    let entities = vec![mk_entity_labels(
+        EntityKind::Pod,
+        &pod,
+        &[("role", 1, "web")],
+    )];
+    let sneaky = LabelingEvent::EffectiveLabels {
+        cluster_id: C1.into(),
+        through: OutputPosition::default(),
+        entities: entities.clone(),
+    };
+    log.record(&LabelingEvent::effective_stream(C2), &sneaky);
+    log.labeling("deleted-cluster", &entities);
+    log.record(
+        LabelingEvent::CONFIG_STREAM,
+        &LabelingEvent::LabelDeleted { label_id: 1 },
+    );
+    log.record(
+        &LabelingEvent::effective_stream(C1),
+        &LabelingEvent::PairingKeyRejected {
+            cluster_id: C1.into(),
+            through: OutputPosition::default(),
+            namespace: "shop".into(),
+            namespace_uid: uid("shop"),
+            reason: "no profile has this key".into(),
+        },
+    );
+    let pods = list!(&log.index, PodWorkloads, in_cluster(C1));
+    assert_eq!(pods[0].labeling, None);
+    assert_eq!((unclaimed(&log, C1), unclaimed(&log, C2)), (0, 0));
+    assert_eq!(log.index.clusters.len(), 2);
+}
+
+#[test]
+fn label_filters_match_entities_carrying_every_label_of_any_list() {
+    let mut log = Log::with_clusters(&[C1]);
+    let node = mk_node("n1", "m1");
+    let [web, db, cache, fresh] = ["web", "db", "cache", "fresh"].map(|n| mk_pod(n, "shop", None));
+    let service = mk_service("web", "shop");
+    log.apply(C1, &[&node, &web, &db, &cache, &fresh, &service]);
+    log.labeling(
+        C1,
+        &[
+            mk_entity_labels(
+                EntityKind::Pod,
+                &web,
+                &[("role", 1, "web"), ("env", 3, "prod")],
+            ),
+            mk_entity_labels(
+                EntityKind::Pod,
+                &db,
+                &[("role", 2, "db"), ("env", 3, "prod")],
+            ),
+            mk_entity_labels(
+                EntityKind::Pod,
+                &cache,
+                &[("role", 7, "cache"), ("env", 8, "dev")],
+            ),
+            mk_entity_labels(EntityKind::Node, &node, &[("loc", 4, "eu")]),
+            mk_entity_labels(EntityKind::Service, &service, &[("role", 1, "web")]),
+        ],
+    );
+    let href = |id: LabelId| LabelSelector::Href(label_href(id));
+    let key_value = |key: &str, value: &str| LabelSelector::KeyValue {
+        key: key.into(),
+        value: value.into(),
+    };
+    let with = |labels: Vec<Vec<LabelSelector>>| InventoryFilter {
+        labels,
+        ..in_cluster(C1)
+    };
+    let pods = |labels| names(&list!(&log.index, PodWorkloads, with(labels)), |p| &p.name);
+    assert_eq!(pods(vec![vec![href(3)]]), ["db", "web"]);
+    assert_eq!(pods(vec![vec![href(3), href(1)]]), ["web"], "all of a list");
+    assert_eq!(
+        pods(vec![vec![href(1)], vec![href(7)]]),
+        ["cache", "web"],
+        "any list"
+    );
+    assert_eq!(
+        pods(vec![vec![key_value("role", "DB")]]),
+        ["db"],
+        "values ignoring case"
+    );
+    assert!(
+        pods(vec![vec![key_value("Role", "db")]]).is_empty(),
+        "keys exactly"
+    );
+    assert!(pods(vec![vec![href(99)]]).is_empty());
+    assert_eq!(
+        names(
+            &list!(&log.index, KubeWorkloads, with(vec![vec![href(1)]])),
+            |w| &w.workload.name
+        ),
+        ["web"]
+    );
+    assert_eq!(
+        names(
+            &list!(&log.index, HostWorkloads, with(vec![vec![href(4)]])),
+            |h| &h.name
+        ),
+        ["n1"]
+    );
+    assert!(list!(&log.index, HostWorkloads, with(vec![vec![href(1)]])).is_empty());
+    assert_eq!(
+        list!(
+            &log.index,
+            VirtualServices,
+            with(vec![vec![key_value("role", "web")]])
+        )
+        .len(),
+        1
+    );
+    let page = ask(
+        &log.index,
+        InventoryQueryKind::PodWorkloads,
+        with(vec![vec![href(3)]]),
+    );
+    assert_eq!(page.unwrap().total, 2, "the total counts what matches");
+
+    for (what, labels, reason) in [
+        (InventoryQueryKind::PodWorkloads, vec![vec![]], "is empty"),
+        (
+            InventoryQueryKind::PodWorkloads,
+            vec![vec![LabelSelector::Href(label_group_href(2))]],
+            "is a label group",
+        ),
+        (
+            InventoryQueryKind::KubeWorkloads,
+            vec![vec![LabelSelector::Href("/orgs/1/workloads/7".into())]],
+            "is not a label href",
+        ),
+        (
+            InventoryQueryKind::VirtualServices,
+            vec![vec![key_value("role", "")]],
+            "needs a key and a value",
+        ),
+        (
+            InventoryQueryKind::Clusters,
+            vec![vec![href(1)]],
+            "clusters cannot be filtered by labels",
+        ),
+        (
+            InventoryQueryKind::Namespaces,
+            vec![vec![href(1)]],
+            "namespaces cannot be filtered by labels",
+        ),
+    ] {
+        let refusal = ask(&log.index, what, with(labels)).unwrap_err();
+        assert_eq!(refusal.rejection, InventoryRejection::Invalid);
+        assert!(refusal.reason.contains(reason), "{}", refusal.reason);
+    }
+}
+
+#[test]
+fn entities_labeled_alike_share_their_labels_and_forget_them_together() {
+    let mut log = Log::with_clusters(&[C1]);
+    let pods = ["a", "b", "c"].map(|n| mk_pod(n, "shop", None));
+    log.apply(C1, &[&pods[0], &pods[1], &pods[2]]);
+    let web = [("role", 1, "web"), ("env", 3, "prod")];
+    log.labeling(
+        C1,
+        &[
+            mk_entity_labels(EntityKind::Pod, &pods[0], &web),
+            mk_entity_labels(EntityKind::Pod, &pods[1], &web),
+            mk_entity_labels(
+                EntityKind::Pod,
+                &pods[2],
+                &[("role", 2, "db"), ("env", 3, "prod")],
+            ),
+        ],
+    );
+    let cluster = log.index.cluster(C1).unwrap();
+    let labeling = |name: &str| {
+        let pod = cluster.object(ResourceKind::Pod, &uid(name)).unwrap();
+        pod.labeling.clone().unwrap()
+    };
+    assert!(Arc::ptr_eq(&labeling("a"), &labeling("b")), "one set");
+    assert!(!Arc::ptr_eq(&labeling("a"), &labeling("c")));
+    assert!(
+        Arc::ptr_eq(&labeling("a").labels[0], &labeling("c").labels[0]),
+        "env=prod, once"
+    );
+    let [_, labels, sets] = log.index.pooled();
+    assert_eq!((labels, sets), (3, 2));
+
+    let removals: Vec<EntityLabels> = pods
+        .iter()
+        .map(|pod| mk_removed(EntityKind::Pod, pod))
+        .collect();
+    log.labeling(C1, &removals);
+    log.index.sweep_pools();
+    let [_, labels, sets] = log.index.pooled();
+    assert_eq!((labels, sets), (0, 0));
+}
+
 // --- digest, checkpoint, memory -----------------------------------------------------------------------
 
 #[test]
@@ -1421,6 +2006,23 @@ fn a_checkpoint_restores_the_same_state() {
         },
     );
     log.apply(C2, &[&mk_pod("lonely", "x", None)]);
+    let early = mk_pod("early", "shop", None);
+    let front = mk_entity_labels(
+        EntityKind::Pod,
+        &pod,
+        &[("role", 1, "front"), ("env", 3, "prod")],
+    );
+    log.labeling(
+        C1,
+        &[
+            sourced(front.clone(), "role", annotation("Deployment", "web")),
+            mk_entity_labels(EntityKind::Pod, &annotated, &[("role", 1, "front")]),
+            mk_entity_labels(EntityKind::KubeWorkload, &deploy, &[("role", 1, "front")]),
+            mk_entity_labels(EntityKind::Node, &mk_node("n1", "m1"), &[("loc", 4, "eu")]),
+            mk_entity_labels(EntityKind::Pod, &early, &[("env", 3, "prod")]),
+        ],
+    );
+    assert_eq!(log.index.cluster(C1).unwrap().unclaimed.len(), 1);
 
     let bytes = rmp_serde::to_vec_named(&log.index).unwrap();
     let restored: Index = rmp_serde::from_slice(&bytes).unwrap();
@@ -1442,10 +2044,43 @@ fn a_checkpoint_restores_the_same_state() {
     };
     assert_eq!(restored.verify(&creds), Ok(()));
     assert_eq!(
-        restored.pooled_strings(),
-        log.index.pooled_strings(),
+        restored.pooled(),
+        log.index.pooled(),
         "re-interned, nothing duplicated"
     );
+
+    // what the unclaimed labels wait for still claims them
+    let mut restored = Log {
+        index: restored,
+        versions: log.versions.clone(),
+    };
+    restored.apply(C1, &[&early]);
+    let pods = list!(&restored.index, PodWorkloads, in_cluster(C1));
+    let early = pods.iter().find(|p| p.name == "early").unwrap();
+    assert_eq!(shown(&early.labeling), ["env=prod"]);
+}
+
+#[test]
+fn a_checkpoint_written_before_labels_were_kept_loads() {
+    #[derive(serde::Serialize)]
+    struct ClusterRecordBeforeLabels {
+        cluster_id: String,
+        meta: ClusterMeta,
+        stream_version: u64,
+        objects: Vec<ObservedObject>,
+    }
+    let mut log = Log::with_clusters(&[C1]);
+    let pod = mk_pod("p", "shop", None);
+    log.apply(C1, &[&pod]);
+    let cluster = log.index.cluster(C1).unwrap();
+    let old = vec![ClusterRecordBeforeLabels {
+        cluster_id: C1.into(),
+        meta: cluster.meta.clone(),
+        stream_version: cluster.stream_version,
+        objects: vec![pod],
+    }];
+    let restored: Index = rmp_serde::from_slice(&rmp_serde::to_vec_named(&old).unwrap()).unwrap();
+    assert_eq!(restored.clusters, log.index.clusters);
 }
 
 #[test]
@@ -1462,16 +2097,13 @@ fn strings_nobody_uses_leave_the_pool() {
     for pod in &pods {
         log.apply(C1, &[pod]);
     }
-    let full = log.index.pooled_strings();
+    let [full, ..] = log.index.pooled();
     for i in 0..50 {
         log.delete(C1, ResourceKind::Pod, &format!("p{i}"));
     }
-    log.index.sweep_pool();
-    assert!(
-        log.index.pooled_strings() + 100 <= full,
-        "{} of {full} left",
-        log.index.pooled_strings()
-    );
+    log.index.sweep_pools();
+    let [left, ..] = log.index.pooled();
+    assert!(left + 100 <= full, "{left} of {full} left");
 
     // shared strings are shared: one allocation for the namespace of many pods
     let mut log = Log::with_clusters(&[C1]);
