@@ -123,9 +123,11 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> Result<(), LabelingError> {
-    let db = projection::open_checkpoint_db(&config.data_dir).map_err(|source| LabelingError::Store {
-        path: config.data_dir.clone(),
-        source,
+    let db = projection::open_checkpoint_db(&config.data_dir).map_err(|source| {
+        LabelingError::Store {
+            path: config.data_dir.clone(),
+            source,
+        }
     })?;
     let store = CheckpointStore::open(&db, "labeling")?;
     let stop = shutdown.child_token();
