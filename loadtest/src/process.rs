@@ -96,3 +96,14 @@ impl Drop for Process {
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
+
+/// Returns on Ctrl-C or SIGTERM. A benchmark races its run against it, so that the run is
+/// dropped, and with it every process it started and every temp dir, instead of the signal
+/// killing the benchmark alone and leaving its children running.
+pub async fn interrupted() -> anyhow::Result<()> {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        ctrl_c = tokio::signal::ctrl_c() => Ok(ctrl_c?),
+        _ = terminate.recv() => Ok(()),
+    }
+}

@@ -13,14 +13,16 @@ mod replicas;
 mod targets;
 
 use std::path::PathBuf;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, ensure};
+use anyhow::Context as _;
 use bulkhead_loadtest::cell::{AppendTarget, Bounds, Cell, CellResult, run_cell};
+use bulkhead_loadtest::control_plane::bulkhead_binary;
 use bulkhead_loadtest::nats::{Installed, NatsServers, Sync};
-use bulkhead_loadtest::report::{Goal, millis, rate, ratio, table};
+use bulkhead_loadtest::process::interrupted;
+use bulkhead_loadtest::report::{Goal, load_average, machine, millis, rate, ratio, table};
 use clap::Parser;
 
 use crate::recovery::Kill;
@@ -209,14 +211,6 @@ async fn main() -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn interrupted() -> anyhow::Result<()> {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        ctrl_c = tokio::signal::ctrl_c() => Ok(ctrl_c?),
-        _ = terminate.recv() => Ok(()),
-    }
-}
-
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
     let plan = Plan::new(args.quick);
     let nats = match args.nats_server {
@@ -280,30 +274,6 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// The `bulkhead` binary: the one given, or this build's. Building is a no-op when it is up to
-/// date, and guards against benchmarking a stale binary.
-fn bulkhead_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
-    if let Some(path) = given {
-        ensure!(path.is_file(), "no bulkhead binary at {}", path.display());
-        return Ok(path);
-    }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--release", "-p", "bulkhead"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .status()
-        .context("run cargo to build bulkhead (or pass --bulkhead PATH)")?;
-    ensure!(status.success(), "building bulkhead failed: {status}");
-    // Cargo puts both binaries of the workspace in the same profile directory.
-    let exe = std::env::current_exe()?;
-    let path = exe
-        .parent()
-        .context("the benchmark binary has no directory")?
-        .join("bulkhead");
-    ensure!(path.is_file(), "no bulkhead binary at {}", path.display());
-    Ok(path)
-}
-
 /// Where the benchmark keeps the tools it installs: `bench-tools/` in the target directory it
 /// was built in, so that `cargo clean` removes them with the build.
 fn bench_tools() -> anyhow::Result<PathBuf> {
@@ -315,23 +285,7 @@ fn bench_tools() -> anyhow::Result<PathBuf> {
     Ok(target.join("bench-tools"))
 }
 
-/// The 1, 5 and 15 minute load averages: other work on the machine skews every figure.
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".into())
-}
-
 fn print_setup(plan: &Plan, nats: &Installed, bulkhead: &std::path::Path) {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find_map(|l| l.strip_prefix("model name"))
-                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!(
         "# Event log append benchmark{}\n",
         if plan.quick {
@@ -340,7 +294,10 @@ fn print_setup(plan: &Plan, nats: &Installed, bulkhead: &std::path::Path) {
             ""
         }
     );
-    println!("- machine: {cores} cores ({cpu}); every process of the run shares them");
+    println!(
+        "- machine: {}; every process of the run shares it",
+        machine()
+    );
     println!("- load average before the run: {}", load_average());
     println!("- {} at {}", nats.version, nats.binary.display());
     println!(

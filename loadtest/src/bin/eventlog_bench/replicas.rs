@@ -6,13 +6,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
+use bulkhead_loadtest::control_plane::connect_bus;
 use bulkhead_loadtest::nats::{Installed, NatsServers};
 use bulkhead_loadtest::process::{Process, free_port};
 use bulkhead_runtime::bus::TypedBus;
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::{LogStatus, RaftRole, StatusRequest};
-
-use crate::targets::connect_bus;
 
 const STATUS_TIMEOUT: Duration = Duration::from_millis(500);
 const POLL_PAUSE: Duration = Duration::from_millis(50);

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMessage, stream};
 use bulkhead_loadtest::cell::{AppendTarget, Bounds, Cell, Failure, run_cell};
-use bulkhead_runtime::bus::{Bus as _, BusError, NatsBus, NatsOptions, TypedBus};
+use bulkhead_loadtest::control_plane::connect_bus;
+use bulkhead_runtime::bus::{BusError, TypedBus};
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::{
     AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent,
@@ -37,26 +38,6 @@ impl BulkheadLog {
             attempt_timeout,
         })
     }
-}
-
-/// A bus to `nats_url`, once connected. `NatsBus::connect` returns before the connection is
-/// up, and until then it knows no payload limit and refuses every message as too large.
-pub async fn connect_bus(nats_url: &str, name: &str) -> anyhow::Result<TypedBus> {
-    let bus = NatsBus::connect(&NatsOptions {
-        url: nats_url.to_owned(),
-        client_name: name.to_owned(),
-        ..NatsOptions::default()
-    })
-    .await?;
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while bus.max_payload() == 0 {
-        anyhow::ensure!(
-            Instant::now() < deadline,
-            "no connection to NATS at {nats_url} within 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    Ok(TypedBus::new(Arc::new(bus)))
 }
 
 impl AppendTarget for BulkheadLog {

@@ -28,17 +28,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail, ensure};
 use bulkhead_kubesim::{Kind, SimConfig, Simulator};
-use bulkhead_loadtest::control_plane::{Service, bulkhead_binary, connect_bus};
-use bulkhead_loadtest::nats::{Installed, NatsServers};
+use bulkhead_loadtest::control_plane::{ControlPlane, REQUEST_TIMEOUT, bulkhead_binary};
+use bulkhead_loadtest::eventlog::{append_floor, follow_stream};
+use bulkhead_loadtest::nats::Installed;
+use bulkhead_loadtest::process::interrupted;
 use bulkhead_loadtest::report::{Goal, millis, ratio, table};
 use bulkhead_runtime::bus::TypedBus;
 use bulkhead_schema::Subject;
-use bulkhead_schema::messages::eventlog::{
-    AppendOutcome, AppendReply, AppendRequest, CommittedEvents, ExpectedVersion, NewEvent,
-};
+use bulkhead_schema::messages::eventlog::NewEvent;
 use bulkhead_schema::messages::inventory::{
-    ClusterCommand, ClusterCommandReply, ClusterView, InventoryEvent, InventoryItems,
-    InventoryQuery, InventoryQueryKind, InventoryReply, ResourceKind,
+    ClusterView, InventoryEvent, InventoryItems, InventoryQuery, InventoryQueryKind,
+    InventoryReply, ResourceKind,
 };
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -69,7 +69,6 @@ struct Args {
 }
 
 const CLUSTER_NAME: &str = "bench";
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const POLL: Duration = Duration::from_millis(20);
 const CONVERGE_LIMIT: Duration = Duration::from_secs(300);
 /// The label the latency phase sets; its value is the change's number.
@@ -84,7 +83,13 @@ const TARGET_BYTES_PER_POD: f64 = 2048.0;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run(Args::parse()).await {
+    let outcome = tokio::select! {
+        outcome = run(Args::parse()) => outcome,
+        signal = interrupted() => {
+            signal.and_then(|()| bail!("interrupted: stopped every process of the run"))
+        }
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("inventory-bench: {error:#}");
@@ -135,75 +140,25 @@ async fn run(args: Args) -> anyhow::Result<()> {
         seeding.elapsed().as_secs_f64()
     );
 
-    let dir = tempfile::Builder::new()
-        .prefix("bench-inventory-")
-        .tempdir()?;
-    let kubeconfig = dir.path().join("kubeconfig");
-    sim.write_kubeconfig(&kubeconfig)?;
-    let nats = NatsServers::start(&installed, 1, None).await?;
-    let raft = format!("127.0.0.1:{}", bulkhead_loadtest::process::free_port()?);
-    let data = |name: &str| dir.path().join(name).to_string_lossy().into_owned();
-    let eventlog_dir = data("eventlog");
-    let peers = format!("1={raft}");
-    let _eventlog = Service::start(
-        &binary,
-        "eventlog",
-        &[
-            "eventlog",
-            "--node-id",
-            "1",
-            "--data-dir",
-            &eventlog_dir,
-            "--raft-listen",
-            &raft,
-            "--peers",
-            &peers,
-            "--init",
-        ],
-        &nats.url(),
-        dir.path(),
-    )
-    .await?;
-    let inventory_dir = data("inventory");
-    let inventory = Service::start(
-        &binary,
-        "inventory",
-        &["inventory", "--data-dir", &inventory_dir],
-        &nats.url(),
-        dir.path(),
-    )
-    .await?;
-    let bus = connect_bus(&nats.url(), "inventory-bench").await?;
-
-    let (cluster_id, token) = create_cluster(&bus).await?;
+    let plane = ControlPlane::start(&binary, &installed, "inventory-bench").await?;
+    let bus = plane.bus.clone();
+    let cluster = plane.create_cluster(CLUSTER_NAME).await?;
     let committed = Arc::new(Mutex::new(Committed::default()));
-    let follower = tokio::spawn(follow_committed(bus.clone(), committed.clone()));
-    let memory_before = settled_resident_bytes(&inventory).await?;
+    let follower = tokio::spawn(follow_committed(
+        bus.clone(),
+        cluster.id.clone(),
+        committed.clone(),
+    ));
+    let memory_before = plane.inventory.settled_resident_bytes().await?;
 
     // Converge: clusterlink starts; done when the log holds every object and inventory counts
     // every node and pod.
     let expected = expected_objects(&simulator);
     let started = Instant::now();
-    let token_arg = token.clone();
-    let _clusterlink = Service::start(
-        &binary,
-        "clusterlink",
-        &[
-            "clusterlink",
-            "--cluster-id",
-            &cluster_id,
-            "--cluster-token",
-            &token_arg,
-            "--kubeconfig",
-            &kubeconfig.to_string_lossy(),
-        ],
-        &nats.url(),
-        dir.path(),
-    )
-    .await?;
+    let _clusterlink = plane.start_clusterlink(&cluster, &sim).await?;
     let converged = loop {
         if all_committed(&committed, &expected) {
-            let view = cluster_view(&bus, &cluster_id).await?;
+            let view = cluster_view(&bus, &cluster.id).await?;
             if view.pods as usize == expected[&ResourceKind::Pod]
                 && view.nodes as usize == expected[&ResourceKind::Node]
             {
@@ -216,7 +171,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         tokio::time::sleep(POLL).await;
     };
-    let memory_after = settled_resident_bytes(&inventory).await?;
+    let memory_after = plane.inventory.settled_resident_bytes().await?;
     let (events, bytes, pod_event_bytes) = {
         let seen = committed.lock().unwrap();
         let mut sizes = seen.pod_event_bytes.clone();
@@ -325,38 +280,6 @@ fn all_committed(committed: &Mutex<Committed>, expected: &HashMap<ResourceKind, 
         .all(|(kind, count)| seen.uids.get(kind).map_or(0, HashSet::len) >= *count)
 }
 
-/// Pairs the benchmark's cluster, once inventory answers (it first catches up with the log).
-async fn create_cluster(bus: &TypedBus) -> anyhow::Result<(String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let command = ClusterCommand::Create {
-        name: CLUSTER_NAME.into(),
-        description: "inventory-bench".into(),
-    };
-    let reply = loop {
-        match bus
-            .request::<ClusterCommand, ClusterCommandReply>(
-                &Subject::inventory_command(),
-                &command,
-                REQUEST_TIMEOUT,
-            )
-            .await
-        {
-            Ok(reply) => break reply.message,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => return Err(error).context("create the cluster"),
-        }
-    };
-    match reply {
-        ClusterCommandReply::Done {
-            cluster,
-            token: Some(token),
-        } => Ok((cluster.cluster_id, token)),
-        other => bail!("creating the cluster: {other:?}"),
-    }
-}
-
 async fn cluster_view(bus: &TypedBus, cluster_id: &str) -> anyhow::Result<ClusterView> {
     let reply = bus
         .request::<InventoryQuery, InventoryReply>(
@@ -384,37 +307,42 @@ async fn cluster_view(bus: &TypedBus, cluster_id: &str) -> anyhow::Result<Cluste
     }
 }
 
-/// Records what the log commits: object uids by kind, sizes, and the numbered changes.
-async fn follow_committed(bus: TypedBus, committed: Arc<Mutex<Committed>>) -> anyhow::Result<()> {
-    let mut subscription = bus
-        .subscribe::<CommittedEvents>(&Subject::eventlog_committed())
-        .await?;
-    while let Some(received) = subscription.next().await {
-        let arrived = Instant::now();
-        let mut seen = committed.lock().unwrap();
-        for event in &received.message.events {
-            if event.event_type != InventoryEvent::EVENT_TYPE {
-                continue;
-            }
-            let Ok(InventoryEvent::ObjectApplied { object, .. }) =
-                rmp_serde::from_slice::<InventoryEvent>(&event.data)
-            else {
-                continue;
-            };
-            seen.events += 1;
-            seen.bytes += event.data.len() as u64;
-            if object.kind == ResourceKind::Pod {
-                seen.pod_event_bytes.push(event.data.len());
-            }
-            if let Some(change) = object.labels.get(CHANGE_LABEL) {
-                if let Ok(number) = change.parse() {
+/// Records what the log commits to the cluster's stream: object uids by kind, sizes, and the
+/// numbered changes.
+async fn follow_committed(
+    bus: TypedBus,
+    cluster_id: String,
+    committed: Arc<Mutex<Committed>>,
+) -> anyhow::Result<()> {
+    follow_stream(
+        bus,
+        InventoryEvent::stream(&cluster_id),
+        |events, arrived| {
+            let mut seen = committed.lock().unwrap();
+            for event in &events {
+                if event.event_type != InventoryEvent::EVENT_TYPE {
+                    continue;
+                }
+                let Ok(InventoryEvent::ObjectApplied { object, .. }) =
+                    rmp_serde::from_slice::<InventoryEvent>(&event.data)
+                else {
+                    continue;
+                };
+                seen.events += 1;
+                seen.bytes += event.data.len() as u64;
+                if object.kind == ResourceKind::Pod {
+                    seen.pod_event_bytes.push(event.data.len());
+                }
+                if let Some(change) = object.labels.get(CHANGE_LABEL)
+                    && let Ok(number) = change.parse()
+                {
                     seen.changes.entry(number).or_insert(arrived);
                 }
+                seen.uids.entry(object.kind).or_default().insert(object.uid);
             }
-            seen.uids.entry(object.kind).or_default().insert(object.uid);
-        }
-    }
-    Ok(())
+        },
+    )
+    .await
 }
 
 /// Relabels `count` distinct pods at `rate` per second and returns, in microseconds, how long
@@ -520,42 +448,13 @@ async fn append_one_at_a_time(
     Ok(histogram)
 }
 
+/// `events` filler events of `size` bytes each, appended straight to the log.
 async fn append(bus: &TypedBus, key: &str, events: usize, size: usize) -> anyhow::Result<()> {
-    let request = AppendRequest {
-        stream: "bench/floor".into(),
-        expected_version: ExpectedVersion::Any,
-        idempotency_key: key.to_owned(),
-        events: (0..events)
-            .map(|_| NewEvent {
-                event_type: "bench.Floor".into(),
-                data: vec![0x5a; size],
-            })
-            .collect(),
-    };
-    match bus
-        .request::<AppendRequest, AppendReply>(
-            &Subject::eventlog_append(),
-            &request,
-            REQUEST_TIMEOUT,
-        )
-        .await?
-        .message
-    {
-        AppendReply::Decided(AppendOutcome::Appended { .. }) => Ok(()),
-        other => bail!("floor append {key}: {other:?}"),
-    }
-}
-
-/// Resident memory once it stops moving (the projection applying, the allocator settling).
-async fn settled_resident_bytes(service: &Service) -> anyhow::Result<u64> {
-    let mut last = service.resident_bytes()?;
-    for _ in 0..20 {
-        tokio::time::sleep(Duration::from_millis(250)).await;
-        let now = service.resident_bytes()?;
-        if now.abs_diff(last) < 64 * 1024 {
-            return Ok(now);
-        }
-        last = now;
-    }
-    Ok(last)
+    let filler = (0..events)
+        .map(|_| NewEvent {
+            event_type: "bench.Floor".into(),
+            data: vec![0x5a; size],
+        })
+        .collect();
+    append_floor(bus, key, filler).await
 }
