@@ -3,18 +3,16 @@
 //! virtual services, and each cluster's namespaces. The inventory service answers over the bus
 //! (`inventory.ClusterCommand`, `inventory.InventoryQuery`); here its views get the reference
 //! product's shape: `href` and `name` on everything, the owning cluster as
-//! `container_cluster: {href, name}`, lists paged with `max_results` and `offset` and their
-//! size in `X-Total-Count`. `labels` are Bulkhead labels as the reference has them,
-//! `[{href, key, value}]`, each with its `source` (a Bulkhead extension), filtered by the
-//! reference's `labels` parameter; Kubernetes labels are `kubernetes_labels`
-//! (docs/inventory-api.md).
+//! `container_cluster: {href, name}`, lists paged ([`crate::paging`]). `labels` are Bulkhead
+//! labels as the reference has them, `[{href, key, value}]`, each with its `source` (a Bulkhead
+//! extension), filtered by the reference's `labels` parameter; Kubernetes labels are
+//! `kubernetes_labels` (docs/inventory-api.md).
 
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::inventory::{
     ClusterCommand, ClusterCommandReply, ClusterView, InventoryFilter, InventoryItems,
@@ -27,14 +25,13 @@ use utoipa_axum::routes;
 
 use crate::error::HttpError;
 use crate::orgs::OrgScope;
+use crate::paging::{Listing, PageQuery, Window};
 use crate::{ApiRouter, AppState};
 
 /// How long the api waits for inventory: a command's reply waits for the log to commit it.
 const INVENTORY_TIMEOUT: Duration = Duration::from_secs(15);
-/// Entries per page unless `max_results` says otherwise.
-const DEFAULT_MAX_RESULTS: u32 = 500;
-const TOTAL_HEADER: &str = "x-total-count";
-const CLUSTERS: &str = "container_clusters";
+/// The collection of container clusters; what labeling keeps per cluster lives under it too.
+pub(crate) const CLUSTERS: &str = "container_clusters";
 
 pub(crate) fn routes() -> ApiRouter {
     ApiRouter::default()
@@ -59,13 +56,12 @@ fn refused(kind: InventoryRejection, reason: String) -> HttpError {
 /// The `{cluster_id}` of a cluster's path.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-struct ClusterPath {
+pub(crate) struct ClusterPath {
     /// The container cluster's id (the last part of its `href`).
-    cluster_id: String,
+    pub(crate) cluster_id: String,
 }
 
-/// Filters and paging of a list; each list takes the filters that apply to it (others are a
-/// 400).
+/// Filters of a list; each list takes the filters that apply to it (others are a 400).
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct ListQuery {
@@ -84,24 +80,14 @@ struct ListQuery {
     /// list, e.g. `[["/orgs/1/labels/1","/orgs/1/labels/2"],["/orgs/1/labels/3"]]`. A label is
     /// its href, `{"href": ...}`, or `{"key": ..., "value": ...}`.
     labels: Option<String>,
-    /// At most this many entries (default 500, at most 1000).
-    max_results: Option<u32>,
-    /// Skip this many entries first (default 0).
-    offset: Option<u32>,
 }
 
 impl ListQuery {
-    fn to_query(&self, what: InventoryQueryKind) -> Result<InventoryQuery, HttpError> {
-        let limit = self.max_results.unwrap_or(DEFAULT_MAX_RESULTS);
-        if limit == 0 || limit > InventoryQuery::MAX_LIMIT {
-            return Err(HttpError::new(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "max_results must be between 1 and {}",
-                    InventoryQuery::MAX_LIMIT
-                ),
-            ));
-        }
+    fn to_query(
+        &self,
+        what: InventoryQueryKind,
+        window: Window,
+    ) -> Result<InventoryQuery, HttpError> {
         Ok(InventoryQuery {
             what,
             filter: InventoryFilter {
@@ -118,8 +104,8 @@ impl ListQuery {
                     None => Vec::new(),
                 },
             },
-            offset: self.offset.unwrap_or(0),
-            limit,
+            offset: window.offset,
+            limit: window.limit,
         })
     }
 }
@@ -163,16 +149,8 @@ fn label_selectors(param: &str) -> Result<Vec<Vec<LabelSelector>>, HttpError> {
         .collect())
 }
 
-/// A page of a list: the entries, and their total in `X-Total-Count`.
-struct Listing(u64, Vec<Value>);
-
-impl IntoResponse for Listing {
-    fn into_response(self) -> Response {
-        ([(TOTAL_HEADER, self.0.to_string())], Json(self.1)).into_response()
-    }
-}
-
-async fn list(
+/// Inventory's page for `query`, as JSON.
+async fn listing(
     state: &AppState,
     scope: OrgScope,
     query: InventoryQuery,
@@ -189,6 +167,18 @@ async fn list(
         InventoryReply::Page(page) => Ok(Listing(page.total, items(scope, page.items))),
         InventoryReply::Rejected { kind, reason } => Err(refused(kind, reason)),
     }
+}
+
+/// One page of a list of `what`, filtered.
+async fn list(
+    state: &AppState,
+    scope: OrgScope,
+    what: InventoryQueryKind,
+    filters: &ListQuery,
+    page: &PageQuery,
+) -> Result<Listing, HttpError> {
+    let window = page.window(InventoryQuery::MAX_LIMIT)?;
+    listing(state, scope, filters.to_query(what, window)?).await
 }
 
 /// The JSON of a view: its fields, `href`, its cluster as `container_cluster`, and its
@@ -288,7 +278,7 @@ async fn command(
 }
 
 /// Container clusters: paired Kubernetes or OpenShift clusters, with their clusterlink's state
-#[utoipa::path(get, path = "/container_clusters", tag = "inventory", params(OrgScope, ListQuery),
+#[utoipa::path(get, path = "/container_clusters", tag = "inventory", params(OrgScope, ListQuery, PageQuery),
     responses((status = 200, description = "Clusters by name: `href`, `cluster_id`, `name`, `description`, `online`, \
         `sync_state`, `last_connected_ms`, `clusterlink_version`, `kubernetes_version`, `cluster_mode`, \
         `network_type`, `errors`, `nodes`, `pods`", body = [Object],
@@ -296,9 +286,10 @@ async fn command(
 async fn list_clusters(
     State(state): State<AppState>,
     Path(scope): Path<OrgScope>,
-    Query(query): Query<ListQuery>,
+    Query(filters): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Listing, HttpError> {
-    list(&state, scope, query.to_query(InventoryQueryKind::Clusters)?).await
+    list(&state, scope, InventoryQueryKind::Clusters, &filters, &page).await
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -349,14 +340,15 @@ async fn get_cluster(
     Path(scope): Path<OrgScope>,
     Path(path): Path<ClusterPath>,
 ) -> Result<Json<Value>, HttpError> {
-    let query = ListQuery {
-        max_results: Some(1),
-        ..ListQuery::default()
-    }
-    .to_query(InventoryQueryKind::Cluster {
+    let what = InventoryQueryKind::Cluster {
         cluster_id: path.cluster_id,
-    })?;
-    let Listing(_, mut clusters) = list(&state, scope, query).await?;
+    };
+    let window = Window {
+        offset: 0,
+        limit: 1,
+    };
+    let query = ListQuery::default().to_query(what, window)?;
+    let Listing(_, mut clusters) = listing(&state, scope, query).await?;
     clusters
         .pop()
         .map(Json)
@@ -409,7 +401,7 @@ async fn delete_cluster(
 
 /// A container cluster's Kubernetes namespaces
 #[utoipa::path(get, path = "/container_clusters/{cluster_id}/namespaces", tag = "inventory",
-    params(OrgScope, ClusterPath, ListQuery),
+    params(OrgScope, ClusterPath, ListQuery, PageQuery),
     responses((status = 200, description = "Namespaces by name: `href`, `uid`, `name`, `kubernetes_labels`, \
         `annotations`, `container_cluster`", body = [Object],
         headers(("X-Total-Count" = u64, description = "Namespaces matching the filters, on all pages")))))]
@@ -417,21 +409,23 @@ async fn list_namespaces(
     State(state): State<AppState>,
     Path(scope): Path<OrgScope>,
     Path(path): Path<ClusterPath>,
-    Query(query): Query<ListQuery>,
+    Query(filters): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Listing, HttpError> {
-    if query.container_cluster.is_some() {
+    if filters.container_cluster.is_some() {
         return Err(HttpError::new(
             StatusCode::BAD_REQUEST,
             "the container cluster is in the path; container_cluster does not apply",
         ));
     }
-    let mut query = query.to_query(InventoryQueryKind::Namespaces)?;
+    let window = page.window(InventoryQuery::MAX_LIMIT)?;
+    let mut query = filters.to_query(InventoryQueryKind::Namespaces, window)?;
     query.filter.cluster_id = Some(path.cluster_id);
-    list(&state, scope, query).await
+    listing(&state, scope, query).await
 }
 
 /// Workloads: the nodes of the container clusters
-#[utoipa::path(get, path = "/workloads", tag = "inventory", params(OrgScope, ListQuery),
+#[utoipa::path(get, path = "/workloads", tag = "inventory", params(OrgScope, ListQuery, PageQuery),
     responses((status = 200, description = "Nodes by cluster and name: `href`, `uid`, `name`, `machine_id`, \
         `duplicate_machine_id`, `addresses`, `pod_cidrs`, `roles`, `kubelet_version`, `kubernetes_labels`, \
         `host_network_pods`, `container_cluster`, and what labeling resolved: `labels` \
@@ -440,18 +434,21 @@ async fn list_namespaces(
 async fn list_workloads(
     State(state): State<AppState>,
     Path(scope): Path<OrgScope>,
-    Query(query): Query<ListQuery>,
+    Query(filters): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Listing, HttpError> {
     list(
         &state,
         scope,
-        query.to_query(InventoryQueryKind::HostWorkloads)?,
+        InventoryQueryKind::HostWorkloads,
+        &filters,
+        &page,
     )
     .await
 }
 
 /// Container workloads: pods on the pod network (host-network pods are their node's)
-#[utoipa::path(get, path = "/container_workloads", tag = "inventory", params(OrgScope, ListQuery),
+#[utoipa::path(get, path = "/container_workloads", tag = "inventory", params(OrgScope, ListQuery, PageQuery),
     responses((status = 200, description = "Pods by cluster, namespace and name: `href`, `uid`, `namespace`, `name`, \
         `node_name`, `ips`, `phase`, `containers`, `kubernetes_labels`, `annotations`, `owners`, \
         `container_cluster`, and what labeling resolved: `labels` (`[{href, key, value, source}]`), \
@@ -460,19 +457,22 @@ async fn list_workloads(
 async fn list_container_workloads(
     State(state): State<AppState>,
     Path(scope): Path<OrgScope>,
-    Query(query): Query<ListQuery>,
+    Query(filters): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Listing, HttpError> {
     list(
         &state,
         scope,
-        query.to_query(InventoryQueryKind::PodWorkloads)?,
+        InventoryQueryKind::PodWorkloads,
+        &filters,
+        &page,
     )
     .await
 }
 
 /// Kubernetes workloads: Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, CronJobs and
 /// bare pods, each with its pods' IPs
-#[utoipa::path(get, path = "/kubernetes_workloads", tag = "inventory", params(OrgScope, ListQuery),
+#[utoipa::path(get, path = "/kubernetes_workloads", tag = "inventory", params(OrgScope, ListQuery, PageQuery),
     responses((status = 200, description = "Top-level controllers and bare pods by cluster, namespace and name: `href`, \
         `kind`, `uid`, `namespace`, `name`, `kubernetes_labels`, `annotations`, `replicas`, `pods`, `ips`, \
         `nodes`, `container_cluster`, and what labeling resolved: `labels` (`[{href, key, value, source}]`), \
@@ -481,18 +481,21 @@ async fn list_container_workloads(
 async fn list_kubernetes_workloads(
     State(state): State<AppState>,
     Path(scope): Path<OrgScope>,
-    Query(query): Query<ListQuery>,
+    Query(filters): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Listing, HttpError> {
     list(
         &state,
         scope,
-        query.to_query(InventoryQueryKind::KubeWorkloads)?,
+        InventoryQueryKind::KubeWorkloads,
+        &filters,
+        &page,
     )
     .await
 }
 
 /// Virtual services: Kubernetes services, with backends resolved through their EndpointSlices
-#[utoipa::path(get, path = "/virtual_services", tag = "inventory", params(OrgScope, ListQuery),
+#[utoipa::path(get, path = "/virtual_services", tag = "inventory", params(OrgScope, ListQuery, PageQuery),
     responses((status = 200, description = "Services by cluster, namespace and name: `href`, `uid`, `namespace`, `name`, \
         `service_type`, `cluster_ips`, `ports`, `selector`, `kubernetes_labels`, `annotations`, `backends`, \
         `backend_ports`, `workloads`, `container_cluster`, and what labeling resolved: `labels` \
@@ -501,12 +504,15 @@ async fn list_kubernetes_workloads(
 async fn list_virtual_services(
     State(state): State<AppState>,
     Path(scope): Path<OrgScope>,
-    Query(query): Query<ListQuery>,
+    Query(filters): Query<ListQuery>,
+    Query(page): Query<PageQuery>,
 ) -> Result<Listing, HttpError> {
     list(
         &state,
         scope,
-        query.to_query(InventoryQueryKind::VirtualServices)?,
+        InventoryQueryKind::VirtualServices,
+        &filters,
+        &page,
     )
     .await
 }

@@ -30,6 +30,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::routes;
 
 use crate::error::HttpError;
+use crate::inventory::{CLUSTERS, ClusterPath};
 use crate::orgs::OrgScope;
 use crate::paging::{Listing, PageQuery, Window};
 use crate::{ApiRouter, AppState};
@@ -37,7 +38,6 @@ use crate::{ApiRouter, AppState};
 /// How long the api waits for labeling: a command's reply waits for the log to commit it.
 const LABELING_TIMEOUT: Duration = Duration::from_secs(15);
 const SERVICE: &str = "labeling service";
-const CLUSTERS: &str = "container_clusters";
 const TEMPLATE: &str = "container_workload_profile_template";
 
 pub(crate) fn routes() -> ApiRouter {
@@ -605,13 +605,6 @@ async fn delete_label_group(
 }
 
 // --- container workload profiles and their template --------------------------------------
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Path)]
-struct ClusterPath {
-    /// The container cluster's id (the last part of its `href`).
-    cluster_id: String,
-}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]

@@ -45,6 +45,8 @@ mod orgs;
 mod paging;
 mod routes;
 #[cfg(test)]
+mod testing;
+#[cfg(test)]
 mod tests;
 
 use std::net::SocketAddr;

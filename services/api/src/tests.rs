@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
 use crate::keys::{ADMIN_KEY_FILE, KEYS_FILE};
+use crate::testing::{error_code, http_client};
 use crate::*;
 
 struct Running {
@@ -30,14 +31,6 @@ struct Running {
     stop: CancellationToken,
     served: JoinHandle<Result<(), ApiError>>,
     _data_dir: TempDir,
-}
-
-/// reqwest (built with `rustls-no-provider`) wants a process-wide crypto provider even for
-/// plain http; ring is the one the workspace builds.
-fn mk_client() -> reqwest::Client {
-    // Err only when a parallel test installed it first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::new()
 }
 
 fn mk_bus() -> TypedBus {
@@ -67,7 +60,7 @@ async fn start_on(bus: TypedBus, expected: &[&str]) -> Running {
     Running {
         base,
         key,
-        http: mk_client(),
+        http: http_client(),
         bus,
         stop,
         served,
@@ -110,16 +103,6 @@ async fn answer(
     let text = response.text().await.unwrap();
     let body = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text:?}"));
     (status, headers, body)
-}
-
-/// Asserts the one error shape and returns the code.
-fn error_code(body: &Value) -> &str {
-    let error = body["error"]
-        .as_object()
-        .unwrap_or_else(|| panic!("not the error shape: {body}"));
-    assert_eq!(error.len(), 2, "{body}");
-    assert!(!error["message"].as_str().unwrap().is_empty(), "{body}");
-    error["code"].as_str().unwrap()
 }
 
 /// Polls `probe` until it returns `Some`, for state that arrives over the bus.
@@ -399,7 +382,7 @@ async fn the_admin_key_is_created_once_and_never_reprinted() {
     let base = format!("http://{}", second.local_addr());
     let stop = CancellationToken::new();
     let served = tokio::spawn(second.serve(stop.clone()));
-    let response = mk_client()
+    let response = http_client()
         .get(format!("{base}/api/v2/orgs/1/whoami"))
         .bearer_auth(&key)
         .send()

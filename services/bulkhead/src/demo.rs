@@ -7,18 +7,18 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, anyhow, bail};
+use anyhow::{Context, bail};
 use bulkhead_clusterlink::ClusterlinkConfig;
 use bulkhead_kubesim::{SimConfig, Simulator};
-use bulkhead_runtime::bus::TypedBus;
+use bulkhead_runtime::bus::{BusError, TypedBus};
 use bulkhead_runtime::health::Health;
-use bulkhead_schema::Subject;
 use bulkhead_schema::messages::inventory::{
     ClusterCommand, ClusterCommandReply, InventoryRejection, LabelMapItem,
 };
 use bulkhead_schema::messages::labeling::{
     LabelMapSpec, LabelingCommand, LabelingCommandReply, LabelingRejection, ProfileSettings,
 };
+use bulkhead_schema::{Subject, WireMessage};
 use serde::{Deserialize, Serialize};
 
 use crate::supervisor::Supervisor;
@@ -87,52 +87,16 @@ async fn pair(bus: &TypedBus, file: &Path) -> anyhow::Result<Pairing> {
         return serde_json::from_slice(&saved)
             .with_context(|| format!("{} is damaged", file.display()));
     }
-    let mut name = "demo".to_owned();
-    for _ in 0..600 {
-        let command = ClusterCommand::Create {
-            name: name.clone(),
-            description: "bulkhead up --demo".into(),
-        };
-        let reply = bus
-            .request::<_, ClusterCommandReply>(
-                &Subject::inventory_command(),
-                &command,
-                Duration::from_secs(5),
-            )
-            .await;
-        match reply.map(|r| r.message) {
-            Ok(ClusterCommandReply::Done {
-                cluster,
-                token: Some(token),
-            }) => {
-                let pairing = Pairing {
-                    cluster_id: cluster.cluster_id,
-                    token,
-                };
-                // Before clusterlink starts, so that its namespaces get profiles from the
-                // managed template.
-                seed_labeling(bus, &pairing.cluster_id).await?;
-                save_private(file, &serde_json::to_vec_pretty(&pairing)?)?;
-                return Ok(pairing);
-            }
-            Ok(ClusterCommandReply::Rejected {
-                kind: InventoryRejection::Conflict,
-                ..
-            }) => {
-                // A cluster called "demo" exists whose token is lost with an older data dir copy.
-                name = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-            }
-            Ok(ClusterCommandReply::Rejected { reason, .. }) => {
-                bail!("cannot pair the demo cluster: {reason}")
-            }
-            Ok(other) => tracing::debug!(?other, "demo pairing: retrying"),
-            Err(error) => tracing::debug!(%error, "demo pairing: inventory not ready yet"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Err(anyhow!(
-        "inventory did not answer within a minute; the demo cluster is not paired"
-    ))
+    let create = ClusterCommand::Create {
+        name: "demo".into(),
+        description: "bulkhead up --demo".into(),
+    };
+    let gave_up = "inventory did not answer within a minute; the demo cluster is not paired";
+    let pairing = ask_until(bus, &Subject::inventory_command(), create, gave_up, paired).await?;
+    // Before clusterlink starts, so that its namespaces get profiles from the managed template.
+    seed_labeling(bus, &pairing.cluster_id).await?;
+    save_private(file, &serde_json::to_vec_pretty(&pairing)?)?;
+    Ok(pairing)
 }
 
 /// Manages the demo cluster's namespaces and maps the app's Kubernetes labels to Bulkhead
@@ -161,39 +125,90 @@ async fn seed_labeling(bus: &TypedBus, cluster_id: &str) -> anyhow::Result<()> {
             },
         },
     ];
+    let gave_up = "labeling did not answer within a minute; the demo cluster has no labels";
     for command in commands {
-        let mut attempts = 0;
-        loop {
-            let reply = bus
-                .request::<_, LabelingCommandReply>(
-                    &Subject::labeling_command(),
-                    &command,
-                    Duration::from_secs(5),
-                )
-                .await;
-            match reply.map(|r| r.message) {
-                Ok(LabelingCommandReply::Done { .. }) => break,
-                // Labeling learns of the new cluster when it applies inventory's event.
-                Ok(LabelingCommandReply::Rejected {
-                    kind: LabelingRejection::NotFound,
-                    reason,
-                }) => tracing::debug!(reason, "demo labels: the cluster is not known yet"),
-                Ok(LabelingCommandReply::Rejected { reason, .. }) => {
-                    bail!("cannot set up the demo cluster's labels: {reason}")
-                }
-                Ok(LabelingCommandReply::Unavailable { reason }) => {
-                    tracing::debug!(reason, "demo labels: retrying")
-                }
-                Err(error) => tracing::debug!(%error, "demo labels: labeling not ready yet"),
-            }
-            attempts += 1;
-            if attempts == 600 {
-                bail!("labeling did not answer within a minute; the demo cluster has no labels");
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        ask_until(bus, &Subject::labeling_command(), command, gave_up, seeded).await?;
     }
     Ok(())
+}
+
+/// Inventory's answer to the demo cluster's creation: the pairing, or `None` to ask again (under
+/// another name when "demo" is taken).
+fn paired(
+    create: &mut ClusterCommand,
+    reply: Result<ClusterCommandReply, BusError>,
+) -> anyhow::Result<Option<Pairing>> {
+    match reply {
+        Ok(ClusterCommandReply::Done {
+            cluster,
+            token: Some(token),
+        }) => {
+            return Ok(Some(Pairing {
+                cluster_id: cluster.cluster_id,
+                token,
+            }));
+        }
+        Ok(ClusterCommandReply::Rejected {
+            kind: InventoryRejection::Conflict,
+            ..
+        }) => {
+            // A cluster called "demo" exists whose token is lost with an older data dir copy.
+            if let ClusterCommand::Create { name, .. } = create {
+                *name = format!("demo-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+            }
+        }
+        Ok(ClusterCommandReply::Rejected { reason, .. }) => {
+            bail!("cannot pair the demo cluster: {reason}")
+        }
+        Ok(other) => tracing::debug!(?other, "demo pairing: retrying"),
+        Err(error) => tracing::debug!(%error, "demo pairing: inventory not ready yet"),
+    }
+    Ok(None)
+}
+
+/// Labeling's answer to a command of [`seed_labeling`]: `None` to ask again.
+fn seeded(
+    _: &mut LabelingCommand,
+    reply: Result<LabelingCommandReply, BusError>,
+) -> anyhow::Result<Option<()>> {
+    match reply {
+        Ok(LabelingCommandReply::Done { .. }) => return Ok(Some(())),
+        // Labeling learns of the new cluster when it applies inventory's event.
+        Ok(LabelingCommandReply::Rejected {
+            kind: LabelingRejection::NotFound,
+            reason,
+        }) => tracing::debug!(reason, "demo labels: the cluster is not known yet"),
+        Ok(LabelingCommandReply::Rejected { reason, .. }) => {
+            bail!("cannot set up the demo cluster's labels: {reason}")
+        }
+        Ok(LabelingCommandReply::Unavailable { reason }) => {
+            tracing::debug!(reason, "demo labels: retrying")
+        }
+        Err(error) => tracing::debug!(%error, "demo labels: labeling not ready yet"),
+    }
+    Ok(None)
+}
+
+/// Sends `command` until `answer` makes something of the reply, every 100 ms for a minute (a
+/// service answers only once it has caught up with the log after a start): `answer` says
+/// `Ok(None)` to send it again, and may change it first.
+async fn ask_until<C: WireMessage, R: WireMessage, T>(
+    bus: &TypedBus,
+    subject: &Subject,
+    mut command: C,
+    gave_up: &str,
+    mut answer: impl FnMut(&mut C, Result<R, BusError>) -> anyhow::Result<Option<T>>,
+) -> anyhow::Result<T> {
+    for _ in 0..600 {
+        let reply = bus
+            .request::<_, R>(subject, &command, Duration::from_secs(5))
+            .await;
+        if let Some(done) = answer(&mut command, reply.map(|r| r.message))? {
+            return Ok(done);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("{gave_up}")
 }
 
 fn save_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {

@@ -8,7 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::cli::Output;
-use crate::client::{Client, out, print, text};
+use crate::client::{Client, PageArgs, out, print, text, with_query};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum InventoryCommand {
@@ -55,16 +55,6 @@ pub enum ClusterCommand {
     },
     /// Unpair a cluster: forgets it and everything observed in it; its token stops working.
     Delete { id: String },
-}
-
-#[derive(Debug, clap::Args)]
-pub struct PageArgs {
-    /// At most this many entries (1 to 1000).
-    #[arg(long, default_value_t = 500)]
-    max_results: u32,
-    /// Skip this many entries first.
-    #[arg(long, default_value_t = 0)]
-    offset: u32,
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,7 +147,7 @@ pub async fn run(
         InventoryCommand::Cluster(command) => return cluster(client, output, command).await,
         InventoryCommand::Namespaces(args) => {
             let path = format!("/orgs/1/container_clusters/{}/namespaces", args.cluster);
-            let query = with_query(&path, &[("name", args.name.clone())], &args.page);
+            let query = with_query(&path, &[("name", args.name.as_deref())], &args.page);
             let columns = [
                 ("NAME", "name"),
                 ("CLUSTER", "cluster"),
@@ -220,15 +210,13 @@ pub async fn run(
             ],
         ),
     };
+    let labels = labels_parameter(args.labels.as_deref(), &args.label)?;
     let filters = [
-        ("container_cluster", args.cluster.clone()),
-        ("namespace", args.namespace.clone()),
-        ("node", args.node.clone()),
-        ("name", args.name.clone()),
-        (
-            "labels",
-            labels_parameter(args.labels.as_deref(), &args.label)?,
-        ),
+        ("container_cluster", args.cluster.as_deref()),
+        ("namespace", args.namespace.as_deref()),
+        ("node", args.node.as_deref()),
+        ("name", args.name.as_deref()),
+        ("labels", labels.as_deref()),
     ];
     list(
         client,
@@ -269,7 +257,7 @@ async fn cluster(
         ClusterCommand::List { name, page } => {
             let query = with_query(
                 "/orgs/1/container_clusters",
-                &[("name", name.clone())],
+                &[("name", name.as_deref())],
                 page,
             );
             list(client, output, &query, CLUSTER_COLUMNS).await?;
@@ -384,41 +372,9 @@ fn joined_map(map: &Value) -> String {
         .join(", ")
 }
 
-/// `path?query`, with the given filters (those set) and the page, URL-encoded.
-fn with_query(path: &str, filters: &[(&str, Option<String>)], page: &PageArgs) -> String {
-    let mut url = reqwest::Url::parse("http://bulkhead.invalid/").expect("a valid base URL");
-    {
-        let mut query = url.query_pairs_mut();
-        for (key, value) in filters {
-            if let Some(value) = value {
-                query.append_pair(key, value);
-            }
-        }
-        query.append_pair("max_results", &page.max_results.to_string());
-        query.append_pair("offset", &page.offset.to_string());
-    }
-    format!("{path}?{}", url.query().unwrap_or_default())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn queries_are_encoded_and_skip_unset_filters() {
-        let page = PageArgs {
-            max_results: 10,
-            offset: 20,
-        };
-        assert_eq!(
-            with_query(
-                "/x",
-                &[("name", Some("a b&c".into())), ("node", None)],
-                &page
-            ),
-            "/x?name=a+b%26c&max_results=10&offset=20"
-        );
-    }
 
     #[test]
     fn rows_show_cluster_names_labels_and_flat_lists() {

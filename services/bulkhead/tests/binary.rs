@@ -3,7 +3,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use bulkhead_runtime::testing::{NatsServer, free_port};
@@ -216,20 +215,7 @@ fn up_demo_shows_a_live_inventory_that_follows_kubectl_and_survives_a_restart() 
         "shop",
     ];
     let kubeconfig = dir.path().join("bulkhead-data/demo.kubeconfig");
-    let kubectl = |args: &[&str]| {
-        let out = Command::new("kubectl")
-            .arg("--kubeconfig")
-            .arg(&kubeconfig)
-            .args(args)
-            .output()
-            .expect("kubectl runs");
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let kubectl = |args: &[&str]| common::kubectl(&kubeconfig, args);
     let replicas: usize = kubectl(&[
         "-n",
         "shop",
@@ -261,6 +247,30 @@ fn up_demo_shows_a_live_inventory_that_follows_kubectl_and_survives_a_restart() 
     ]);
     eventually_json(dir.path(), &list, Duration::from_secs(30), |j| {
         frontends(j) == replicas + 2
+    });
+    // The demo's label map turns the pods' Kubernetes labels app and tier into Bulkhead labels.
+    let mapped = |pod: &serde_json::Value| {
+        let labels: Vec<(&str, &str, bool)> = pod["labels"].as_array().map_or(vec![], |l| {
+            l.iter()
+                .map(|l| {
+                    let key = l["key"].as_str().unwrap_or_default();
+                    let value = l["value"].as_str().unwrap_or_default();
+                    (key, value, l["source"].get("label_map").is_some())
+                })
+                .collect()
+        });
+        labels == [("app", "frontend", true), ("role", "web", true)]
+    };
+    eventually_json(dir.path(), &list, Duration::from_secs(30), |j| {
+        j.as_array().is_some_and(|pods| {
+            pods.iter()
+                .filter(|p| {
+                    p["name"]
+                        .as_str()
+                        .is_some_and(|n| n.starts_with("frontend-"))
+                })
+                .all(mapped)
+        })
     });
 
     let clusters = ["--server", &base, "--output", "json", "cluster", "list"];

@@ -9,7 +9,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 
 use bulkhead_kubesim::{SimConfig, Simulator};
 use common::control_plane::ControlPlane;
@@ -48,46 +47,45 @@ fn pod_labels(list: &Value, namespace: &str, prefix: &str) -> PodLabels {
         .collect()
 }
 
-/// Polls the pods' labels until every pod of `namespace`/`prefix` carries exactly `expected`.
-fn pods_carry(
-    plane: &ControlPlane,
-    cluster: &str,
-    namespace: &str,
-    prefix: &str,
-    expected: &[(&str, &str, &str)],
-) -> PodLabels {
-    let expected: BTreeMap<String, (String, String)> = expected
-        .iter()
-        .map(|(k, v, s)| (k.to_string(), (v.to_string(), s.to_string())))
-        .collect();
-    let args = [
-        "container-workloads",
-        "--cluster",
-        cluster,
-        "--namespace",
-        namespace,
-        "--max-results",
-        "1000",
-    ];
-    let list = plane.eventually(&args, |list| {
-        let pods = pod_labels(list, namespace, prefix);
-        !pods.is_empty() && pods.values().all(|labels| *labels == expected)
-    });
-    pod_labels(&list, namespace, prefix)
+/// The cluster under test: changed with kubectl, its pods' labels read through the CLI.
+struct Live<'a> {
+    plane: &'a ControlPlane,
+    cluster: &'a str,
+    kubeconfig: &'a Path,
 }
 
-fn kubectl(kubeconfig: &Path, args: &[&str]) {
-    let out = Command::new("kubectl")
-        .arg("--kubeconfig")
-        .arg(kubeconfig)
-        .args(args)
-        .output()
-        .expect("kubectl runs (Debian package kubernetes-client)");
-    assert!(
-        out.status.success(),
-        "kubectl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+impl Live<'_> {
+    fn kubectl(&self, args: &[&str]) {
+        common::kubectl(self.kubeconfig, args);
+    }
+
+    /// Polls the pods' labels until every pod of `namespace`/`prefix` carries exactly
+    /// `expected`.
+    fn pods_carry(
+        &self,
+        namespace: &str,
+        prefix: &str,
+        expected: &[(&str, &str, &str)],
+    ) -> PodLabels {
+        let expected: BTreeMap<String, (String, String)> = expected
+            .iter()
+            .map(|(k, v, s)| (k.to_string(), (v.to_string(), s.to_string())))
+            .collect();
+        let args = [
+            "container-workloads",
+            "--cluster",
+            self.cluster,
+            "--namespace",
+            namespace,
+            "--max-results",
+            "1000",
+        ];
+        let list = self.plane.eventually(&args, |list| {
+            let pods = pod_labels(list, namespace, prefix);
+            !pods.is_empty() && pods.values().all(|labels| *labels == expected)
+        });
+        pod_labels(&list, namespace, prefix)
+    }
 }
 
 #[test]
@@ -153,31 +151,25 @@ fn annotations_profiles_and_pairing_keys_label_a_live_cluster() {
         .to_owned();
 
     let _clusterlink = plane.clusterlink(&cluster, token, &kubeconfig);
+    let live = Live {
+        plane: &plane,
+        cluster: &cluster,
+        kubeconfig: &kubeconfig,
+    };
     // The template applies to the discovered namespaces: env from the profile, nothing else.
-    pods_carry(
-        &plane,
-        &cluster,
-        "shop",
-        "frontend",
-        &[("env", "prod", "profile")],
-    );
+    live.pods_carry("shop", "frontend", &[("env", "prod", "profile")]);
 
     // kubectl annotates the deployment: its pods take the labels the profile allows.
-    kubectl(
-        &kubeconfig,
-        &[
-            "-n",
-            "shop",
-            "annotate",
-            "deployment",
-            "frontend",
-            "bulkhead.io/role=web",
-            "com.illumio.app=storefront",
-        ],
-    );
-    let labelled = pods_carry(
-        &plane,
-        &cluster,
+    live.kubectl(&[
+        "-n",
+        "shop",
+        "annotate",
+        "deployment",
+        "frontend",
+        "bulkhead.io/role=web",
+        "com.illumio.app=storefront",
+    ]);
+    let labelled = live.pods_carry(
         "shop",
         "frontend",
         &[
@@ -187,69 +179,43 @@ fn annotations_profiles_and_pairing_keys_label_a_live_cluster() {
         ],
     );
     assert_eq!(labelled.len(), 3, "every replica of frontend: {labelled:?}");
-    pods_carry(
-        &plane,
-        &cluster,
-        "shop",
-        "backend",
-        &[("env", "prod", "profile")],
-    );
+    live.pods_carry("shop", "backend", &[("env", "prod", "profile")]);
 
     // Spoofing: a role outside the allowed list and an env against the fixed one are ignored;
     // the key the profile restricts is left unset rather than given the spoofed value.
-    kubectl(
-        &kubeconfig,
-        &[
-            "-n",
-            "shop",
-            "annotate",
-            "--overwrite",
-            "deployment",
-            "frontend",
-            "bulkhead.io/role=db",
-            "bulkhead.io/env=dev",
-        ],
-    );
-    pods_carry(
-        &plane,
-        &cluster,
+    live.kubectl(&[
+        "-n",
         "shop",
+        "annotate",
+        "--overwrite",
+        "deployment",
         "frontend",
-        &[
-            ("app", "storefront", "annotation"),
-            ("env", "prod", "profile"),
-        ],
-    );
+        "bulkhead.io/role=db",
+        "bulkhead.io/env=dev",
+    ]);
+    let role_unset = [
+        ("app", "storefront", "annotation"),
+        ("env", "prod", "profile"),
+    ];
+    live.pods_carry("shop", "frontend", &role_unset);
 
     // A wrong pairing key links nothing: `shop` keeps its own profile, the pre-created one
     // stays pending.
-    kubectl(
-        &kubeconfig,
-        &[
-            "annotate",
-            "namespace",
-            "shop",
-            "bulkhead.io/pairing-key=not-the-key",
-        ],
-    );
+    live.kubectl(&[
+        "annotate",
+        "namespace",
+        "shop",
+        "bulkhead.io/pairing-key=not-the-key",
+    ]);
     // The right key links `payments` to the pre-created profile: its pods get `loc=eu` and no
     // longer the template's env.
-    kubectl(
-        &kubeconfig,
-        &[
-            "annotate",
-            "namespace",
-            "payments",
-            &format!("bulkhead.io/pairing-key={pairing_key}"),
-        ],
-    );
-    pods_carry(
-        &plane,
-        &cluster,
+    live.kubectl(&[
+        "annotate",
+        "namespace",
         "payments",
-        "api",
-        &[("loc", "eu", "profile")],
-    );
+        &format!("bulkhead.io/pairing-key={pairing_key}"),
+    ]);
+    live.pods_carry("payments", "api", &[("loc", "eu", "profile")]);
     let profile = plane.json(&["profiles", "--cluster", &cluster, "get", &profile_id]);
     assert_eq!(profile["namespace"], "payments", "{profile}");
     let profiles = plane.json(&["profiles", "--cluster", &cluster, "list"]);
@@ -273,14 +239,5 @@ fn annotations_profiles_and_pairing_keys_label_a_live_cluster() {
         .filter(|e| e.to_string().contains("pairing_key_rejected"))
         .count();
     assert!(rejected >= 1, "the wrong pairing key is recorded");
-    pods_carry(
-        &plane,
-        &cluster,
-        "shop",
-        "frontend",
-        &[
-            ("app", "storefront", "annotation"),
-            ("env", "prod", "profile"),
-        ],
-    );
+    live.pods_carry("shop", "frontend", &role_unset);
 }

@@ -1,359 +1,57 @@
-//! The inventory routes over real HTTP, with the inventory and labeling services and a
-//! single-node event log behind the in-process bus, and a simulated clusterlink reporting on
-//! the bus.
+//! The inventory routes over real HTTP ([`crate::testing`]), with a simulated clusterlink
+//! reporting on the bus.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bulkhead_runtime::bus::{BusError, InProcessBus, TypedBus};
-use bulkhead_runtime::health::Health;
-use bulkhead_schema::Subject;
-use bulkhead_schema::messages::inventory::{
-    ClusterCredentials, ClusterReport, ObjectDetails, Observation, ObservedObject, OwnerRef,
-    ReportAck, ResourceKind, SliceEndpoint,
-};
-use bulkhead_schema::messages::labeling::{
-    EnforcementMode, Href, LabelingCommand, LabelingCommandReply, LabelingItem, LabelingRejection,
-    ProfileLabel, ProfileSettings,
+use bulkhead_schema::messages::inventory::ObservedObject;
+use bulkhead_schema::testing::{
+    labeled, mk_deployment, mk_namespace, mk_node, mk_pod, mk_replica_set, mk_service, mk_slice,
+    placed,
 };
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use crate::{ApiConfig, bind};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-struct Stack {
-    base: String,
-    key: String,
-    http: reqwest::Client,
-    bus: TypedBus,
-    stop: CancellationToken,
-    /// Inventory and labeling, each failing its task should it fail.
-    services: Vec<JoinHandle<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn start() -> Stack {
-    let bus = TypedBus::new(Arc::new(InProcessBus::default()));
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(bulkhead_eventlog::run(
-        bulkhead_eventlog::EventlogConfig::single_node(dir.path().join("eventlog")),
-        bus.clone(),
-        Health::new("eventlog", "1"),
-        stop.clone(),
-    ));
-    let inventory = bulkhead_inventory::run(
-        bulkhead_inventory::InventoryConfig::embedded(dir.path().join("inventory")),
-        bus.clone(),
-        Health::new("inventory", "1"),
-        stop.clone(),
-    );
-    let labeling = bulkhead_labeling::run(
-        bulkhead_labeling::LabelingConfig::embedded(dir.path().join("labeling")),
-        bus.clone(),
-        Health::new("labeling", "1"),
-        stop.clone(),
-    );
-    let services = vec![
-        tokio::spawn(async move { inventory.await.unwrap() }),
-        tokio::spawn(async move { labeling.await.unwrap() }),
-    ];
-    let config = ApiConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("api"),
-        expected_services: vec![],
-    };
-    let api = bind(config, bus.clone()).await.unwrap();
-    let base = format!("http://{}/api/v2/orgs/1", api.local_addr());
-    let key = api.new_admin_key().unwrap().to_owned();
-    tokio::spawn(api.serve(stop.clone()));
-    // Err only when a parallel test installed it first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    Stack {
-        base,
-        key,
-        http: reqwest::Client::new(),
-        bus,
-        stop,
-        services,
-        _dir: dir,
-    }
-}
-
-/// Status, `X-Total-Count`, and the JSON body (`Null` when empty).
-type Answer = (u16, Option<u64>, Value);
+use crate::testing::{Stack, credentials, error_code, start};
 
 impl Stack {
-    /// Stops everything and waits for inventory and labeling (their checkpoints written)
-    /// before the test's runtime goes: sled must not be dropped while the runtime tears its
-    /// tasks down.
-    async fn stop(mut self) {
-        self.stop.cancel();
-        for service in std::mem::take(&mut self.services) {
-            let stopped = tokio::time::timeout(WAIT, service).await;
-            stopped.expect("services stop").unwrap();
-        }
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .timeout(WAIT);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let total = response
-            .headers()
-            .get("x-total-count")
-            .map(|v| v.to_str().unwrap().parse().unwrap());
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-        };
-        (status, total, body)
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.call(Method::GET, path, None).await
-    }
-
     /// A list once `done` says so: labeling writes its labels after inventory has the objects.
     async fn list_until(&self, path: &str, done: impl Fn(&[Value]) -> bool) -> Vec<Value> {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (status, _, body) = self.get(path).await;
-            assert_eq!(status, 200, "{path}: {body}");
-            let items = body.as_array().unwrap();
-            if done(items) {
-                return items.clone();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{path}: still {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let list = self
+            .until(path, |body| {
+                body.as_array().is_some_and(|items| done(items))
+            })
+            .await;
+        list.as_array().unwrap().clone()
     }
-
-    /// A labeling command, sent again while labeling starts (nobody answers yet) or has yet
-    /// to learn of a cluster just created (not found).
-    async fn labeling(&self, command: LabelingCommand) -> LabelingItem {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let reply = self
-                .bus
-                .request::<_, LabelingCommandReply>(&Subject::labeling_command(), &command, WAIT)
-                .await
-                .map(|r| r.message);
-            let starting = matches!(
-                reply,
-                Err(BusError::NoResponders(_))
-                    | Ok(LabelingCommandReply::Rejected {
-                        kind: LabelingRejection::NotFound,
-                        ..
-                    })
-            );
-            match reply {
-                Ok(LabelingCommandReply::Done { item, .. }) => return item,
-                _ if starting && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(50)).await
-                }
-                other => panic!("{command:?}: {other:?}"),
-            }
-        }
-    }
-
-    /// A new label's href.
-    async fn create_label(&self, key: &str, value: &str) -> String {
-        let command = LabelingCommand::CreateLabel {
-            key: key.into(),
-            value: value.into(),
-        };
-        match self.labeling(command).await {
-            LabelingItem::Label(label) => label.href,
-            other => panic!("{other:?}"),
-        }
-    }
-
-    /// Creates a cluster, waiting while inventory starts (503 until it has caught up).
-    async fn create(&self, name: &str) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (status, _, body) = self
-                .call(
-                    Method::POST,
-                    "/container_clusters",
-                    Some(json!({ "name": name })),
-                )
-                .await;
-            if status == 201 {
-                return body;
-            }
-            assert!(
-                status == 503 && tokio::time::Instant::now() < deadline,
-                "{status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// What a clusterlink would send.
-    async fn report(&self, cluster: &Value, observations: Vec<ObservedObject>) {
-        let report = ClusterReport {
-            credentials: ClusterCredentials {
-                cluster_id: cluster["cluster_id"].as_str().unwrap().into(),
-                token: cluster["container_cluster_token"].as_str().unwrap().into(),
-            },
-            report_id: "r1".into(),
-            observations: observations.into_iter().map(Observation::Applied).collect(),
-        };
-        let subject = Subject::inventory_report(&report.credentials.cluster_id);
-        let ack = self
-            .bus
-            .request::<_, ReportAck>(&subject, &report, WAIT)
-            .await
-            .unwrap()
-            .message;
-        let observations = report.observations.len() as u32;
-        assert_eq!(ack, ReportAck::Accepted { observations });
-    }
-}
-
-fn mk(
-    kind: ResourceKind,
-    name: &str,
-    namespace: &str,
-    owner: Option<&ObservedObject>,
-    details: ObjectDetails,
-) -> ObservedObject {
-    ObservedObject {
-        kind,
-        uid: format!("{name}-uid"),
-        namespace: namespace.into(),
-        name: name.into(),
-        resource_version: "1".into(),
-        labels: [("app".to_owned(), "shop".to_owned())].into(),
-        annotations: Default::default(),
-        owner: owner.map(|o| OwnerRef {
-            kind: o.kind.kube_kind().into(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
-        }),
-        details,
-    }
-}
-
-fn mk_pod(
-    name: &str,
-    owner: Option<&ObservedObject>,
-    ip: &str,
-    host_network: bool,
-) -> ObservedObject {
-    let details = ObjectDetails::Pod {
-        node_name: "node-1".into(),
-        ips: vec![ip.into()],
-        host_network,
-        phase: "Running".into(),
-        containers: vec!["web".into()],
-    };
-    mk(ResourceKind::Pod, name, "shop", owner, details)
 }
 
 /// A small cluster: a node, a namespace, a deployment with a replica set and two pods, a
-/// host-network pod, a service with its slice.
+/// host-network pod, a service with its slice; namespace and pods labelled `app=shop`.
 fn small_cluster() -> Vec<ObservedObject> {
-    let workload = ObjectDetails::Workload {
-        template_labels: Default::default(),
-        template_annotations: Default::default(),
-        replicas: Some(2),
-    };
-    let deploy = mk(
-        ResourceKind::Deployment,
-        "web",
-        "shop",
-        None,
-        workload.clone(),
-    );
-    let rs = mk(
-        ResourceKind::ReplicaSet,
-        "web-1",
-        "shop",
-        Some(&deploy),
-        workload,
-    );
-    let a = mk_pod("web-1-a", Some(&rs), "10.244.1.2", false);
-    let b = mk_pod("web-1-b", Some(&rs), "10.244.1.3", false);
-    let host = mk_pod("node-exporter", None, "192.168.0.1", true);
-    let node = ObjectDetails::Node {
-        machine_id: "m1".into(),
-        addresses: vec!["192.168.0.1".into()],
-        pod_cidrs: vec!["10.244.1.0/24".into()],
-        roles: vec!["worker".into()],
-        kubelet_version: "v1.33.1".into(),
-    };
-    let slice = ObjectDetails::EndpointSlice {
-        service_name: "web".into(),
-        endpoints: [&a, &b]
-            .iter()
-            .map(|p| SliceEndpoint {
-                addresses: vec![
-                    if p.name.ends_with('a') {
-                        "10.244.1.2"
-                    } else {
-                        "10.244.1.3"
-                    }
-                    .into(),
-                ],
-                ready: true,
-                pod_uid: Some(p.uid.clone()),
-                node_name: "node-1".into(),
-            })
-            .collect(),
-        ports: vec![],
-    };
-    let service = ObjectDetails::Service {
-        service_type: "ClusterIP".into(),
-        cluster_ips: vec!["10.96.0.20".into()],
-        ports: vec![],
-        selector: [("app".to_owned(), "web".to_owned())].into(),
+    let shop = |object| labeled(object, &[("app", "shop")]);
+    let deploy = mk_deployment("web", "shop");
+    let rs = mk_replica_set("web-1", "shop", Some(&deploy));
+    let pod = |name, ip, host| shop(placed(mk_pod(name, "shop", Some(&rs)), "node-1", ip, host));
+    let a = pod("web-1-a", "10.244.1.2", false);
+    let b = pod("web-1-b", "10.244.1.3", false);
+    let host = ObservedObject {
+        owner: None,
+        ..pod("node-exporter", "192.168.0.1", true)
     };
     // Kubernetes uids are unique across kinds, and labeling finds entities by uid alone.
     let service = ObservedObject {
         uid: "web-svc-uid".into(),
-        ..mk(ResourceKind::Service, "web", "shop", None, service)
+        ..mk_service("web", "shop")
     };
+    let slice = mk_slice("web-xyz", "shop", "web", &[&a, &b]);
     vec![
-        mk(ResourceKind::Node, "node-1", "", None, node),
-        mk(
-            ResourceKind::Namespace,
-            "shop",
-            "",
-            None,
-            ObjectDetails::Namespace {},
-        ),
+        mk_node("node-1", "m1"),
+        shop(mk_namespace("shop")),
         deploy,
         rs,
         a,
         b,
         host,
         service,
-        mk(ResourceKind::EndpointSlice, "web-xyz", "shop", None, slice),
+        slice,
     ]
 }
 
@@ -365,16 +63,10 @@ fn with_labels(path: &str, labels: &Value) -> String {
     format!("{path}?{}", url.query().unwrap())
 }
 
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not an error: {body}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn container_clusters_are_created_listed_changed_and_deleted() {
     let stack = start().await;
-    let created = stack.create("prod").await;
+    let created = stack.create_cluster("prod").await;
     let id = created["cluster_id"].as_str().unwrap().to_owned();
     let href = format!("/orgs/1/container_clusters/{id}");
     assert_eq!(created["href"], href);
@@ -401,7 +93,7 @@ async fn container_clusters_are_created_listed_changed_and_deleted() {
     assert_eq!((status, one["name"].clone()), (200, json!("prod")));
     assert!(one.get("container_cluster_token").is_none());
 
-    let post = |body: Value| stack.call(Method::POST, "/container_clusters", Some(body));
+    let post = |body: Value| stack.post("/container_clusters", body);
     let (status, _, body) = post(json!({ "name": "Prod" })).await;
     assert_eq!((status, error_code(&body)), (409, "conflict"));
     let (status, _, body) = post(json!({ "name": "" })).await;
@@ -411,11 +103,7 @@ async fn container_clusters_are_created_listed_changed_and_deleted() {
 
     let path = format!("/container_clusters/{id}");
     let (status, _, body) = stack
-        .call(
-            Method::PUT,
-            &path,
-            Some(json!({ "name": "production", "description": "EU" })),
-        )
+        .put(&path, json!({ "name": "production", "description": "EU" }))
         .await;
     assert_eq!((status, body), (204, Value::Null));
     let (_, _, one) = stack.get(&path).await;
@@ -424,18 +112,14 @@ async fn container_clusters_are_created_listed_changed_and_deleted() {
         (json!("production"), json!("EU"))
     );
     let (status, _, _) = stack
-        .call(
-            Method::PUT,
-            "/container_clusters/nope",
-            Some(json!({ "name": "x" })),
-        )
+        .put("/container_clusters/nope", json!({ "name": "x" }))
         .await;
     assert_eq!(status, 404);
 
-    let (status, _, _) = stack.call(Method::DELETE, &path, None).await;
+    let (status, _, _) = stack.delete(&path).await;
     assert_eq!(status, 204);
     assert_eq!(stack.get(&path).await.0, 404);
-    assert_eq!(stack.call(Method::DELETE, &path, None).await.0, 404);
+    assert_eq!(stack.delete(&path).await.0, 404);
     assert_eq!(stack.get("/container_clusters").await.1, Some(0));
     stack.stop().await;
 }
@@ -443,7 +127,7 @@ async fn container_clusters_are_created_listed_changed_and_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
     let stack = start().await;
-    let cluster = stack.create("prod").await;
+    let cluster = stack.create_cluster("prod").await;
     let id = cluster["cluster_id"].as_str().unwrap().to_owned();
     let cluster_link =
         json!({ "href": format!("/orgs/1/container_clusters/{id}"), "name": "prod" });
@@ -451,20 +135,10 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
     // two objects the report leaves out: the ack counts seven
     let slice = observed.pop().unwrap();
     let service = observed.pop().unwrap();
-    stack.report(&cluster, observed).await;
-    let rest = ClusterReport {
-        credentials: ClusterCredentials {
-            cluster_id: id.clone(),
-            token: cluster["container_cluster_token"].as_str().unwrap().into(),
-        },
-        report_id: "r2".into(),
-        observations: vec![Observation::Applied(service), Observation::Applied(slice)],
-    };
+    stack.report(&credentials(&cluster), observed).await;
     stack
-        .bus
-        .request::<_, ReportAck>(&Subject::inventory_report(&id), &rest, WAIT)
-        .await
-        .unwrap();
+        .report(&credentials(&cluster), vec![service, slice])
+        .await;
 
     let (status, total, nodes) = stack.get("/workloads").await;
     assert_eq!((status, total), (200, Some(1)));
@@ -539,31 +213,26 @@ async fn what_clusterlink_reports_is_listed_with_filters_and_pages() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workloads_carry_their_effective_labels_and_are_filtered_by_them() {
     let stack = start().await;
-    let cluster = stack.create("prod").await;
+    let cluster = stack.create_cluster("prod").await;
     let id = cluster["cluster_id"].as_str().unwrap().to_owned();
-    let role = stack.create_label("role", "web").await;
-    let env = stack.create_label("env", "prod").await;
+    let role = stack.label("role", "web").await;
+    let env = stack.label("env", "prod").await;
     // every namespace's profile: managed, enforced, role assigned, env free for annotations
+    let template = format!("/container_clusters/{id}/container_workload_profile_template");
+    let settings = json!({
+        "managed": true, "enforcement_mode": "full",
+        "labels": [{ "key": "role", "assignment": { "href": role } }],
+    });
+    // 404 until labeling learns of the cluster
     stack
-        .labeling(LabelingCommand::SetTemplate {
-            cluster_id: id.clone(),
-            settings: ProfileSettings {
-                managed: true,
-                enforcement_mode: EnforcementMode::Full,
-                labels: vec![ProfileLabel {
-                    key: "role".into(),
-                    assignment: Some(Href { href: role.clone() }),
-                    restriction: None,
-                }],
-            },
-        })
+        .eventually(Method::PUT, &template, Some(settings), 204)
         .await;
     let mut observed = small_cluster();
     let annotated = observed.iter_mut().find(|o| o.name == "web-1-b").unwrap();
     annotated
         .annotations
         .insert("bulkhead.io/env".into(), "prod".into());
-    stack.report(&cluster, observed).await;
+    stack.report(&credentials(&cluster), observed).await;
 
     let pods = stack
         .list_until("/container_workloads", |pods| {

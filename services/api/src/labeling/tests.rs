@@ -1,96 +1,15 @@
-//! The labeling routes over real HTTP, with the labeling and inventory services and a
-//! single-node event log behind the in-process bus, and a simulated clusterlink reporting
-//! namespaces and LabelMaps on the bus.
+//! The labeling routes over real HTTP ([`crate::testing`]), with a simulated clusterlink
+//! reporting namespaces and LabelMaps on the bus.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use bulkhead_runtime::bus::{InProcessBus, TypedBus};
-use bulkhead_runtime::health::Health;
-use bulkhead_schema::Subject;
-use bulkhead_schema::messages::inventory::{
-    ClusterCredentials, ClusterReport, LabelMapItem, ObjectDetails, Observation, ObservedObject,
-    ReportAck, ResourceKind,
-};
+use bulkhead_schema::testing::{annotated, mk_label_map, mk_map_item, mk_namespace};
 use reqwest::Method;
 use serde_json::{Value, json};
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use crate::{ApiConfig, bind};
+use crate::testing::{self, Answer, Stack, credentials, error_code};
 
-const WAIT: Duration = Duration::from_secs(10);
-
-type Stopped<E> = JoinHandle<Result<(), E>>;
-
-struct Stack {
-    base: String,
-    key: String,
-    http: reqwest::Client,
-    bus: TypedBus,
-    stop: CancellationToken,
-    /// Stops labeling alone (a child of `stop`).
-    stop_labeling: CancellationToken,
-    inventory: Option<Stopped<bulkhead_inventory::InventoryError>>,
-    labeling: Option<Stopped<bulkhead_labeling::LabelingError>>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-/// Status, `X-Total-Count`, and the JSON body (`Null` when empty).
-type Answer = (u16, Option<u64>, Value);
-
+/// The stack, once labeling has caught up with the log and serves (503 until then).
 async fn start() -> Stack {
-    let bus = TypedBus::new(Arc::new(InProcessBus::default()));
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(bulkhead_eventlog::run(
-        bulkhead_eventlog::EventlogConfig::single_node(dir.path().join("eventlog")),
-        bus.clone(),
-        Health::new("eventlog", "1"),
-        stop.clone(),
-    ));
-    let inventory = tokio::spawn(bulkhead_inventory::run(
-        bulkhead_inventory::InventoryConfig::embedded(dir.path().join("inventory")),
-        bus.clone(),
-        Health::new("inventory", "1"),
-        stop.clone(),
-    ));
-    let stop_labeling = stop.child_token();
-    let labeling = tokio::spawn(bulkhead_labeling::run(
-        bulkhead_labeling::LabelingConfig::embedded(dir.path().join("labeling")),
-        bus.clone(),
-        Health::new("labeling", "1"),
-        stop_labeling.clone(),
-    ));
-    let config = ApiConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("api"),
-        expected_services: vec![],
-    };
-    let api = bind(config, bus.clone()).await.unwrap();
-    let base = format!("http://{}/api/v2/orgs/1", api.local_addr());
-    let key = api.new_admin_key().unwrap().to_owned();
-    tokio::spawn(api.serve(stop.clone()));
-    // Err only when a parallel test installed it first.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let stack = Stack {
-        base,
-        key,
-        http: reqwest::Client::new(),
-        bus,
-        stop,
-        stop_labeling,
-        inventory: Some(inventory),
-        labeling: Some(labeling),
-        _dir: dir,
-    };
-    // 503 until labeling has caught up with the log and serves.
+    let stack = testing::start().await;
     stack
         .eventually(Method::GET, "/label_dimensions", None, 200)
         .await;
@@ -98,161 +17,15 @@ async fn start() -> Stack {
 }
 
 impl Stack {
-    /// Stops everything and waits for the services (their checkpoints written) before the
-    /// test's runtime goes: sled must not be dropped while the runtime tears its tasks down.
-    async fn stop(mut self) {
-        self.stop_labeling().await;
-        self.stop.cancel();
-        let inventory = tokio::time::timeout(WAIT, self.inventory.take().unwrap()).await;
-        inventory.expect("inventory stops").unwrap().unwrap();
-    }
-
-    async fn stop_labeling(&mut self) {
-        self.stop_labeling.cancel();
-        if let Some(labeling) = self.labeling.take() {
-            let stopped = tokio::time::timeout(WAIT, labeling).await;
-            stopped.expect("labeling stops").unwrap().unwrap();
-        }
-    }
-
-    async fn send(&self, method: Method, path: &str, body: reqwest::Body, json: bool) -> Answer {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
-            .timeout(WAIT)
-            .body(body);
-        if json {
-            request = request.header("content-type", "application/json");
-        }
-        let response = request.send().await.unwrap();
-        let status = response.status().as_u16();
-        let total = response
-            .headers()
-            .get("x-total-count")
-            .map(|v| v.to_str().unwrap().parse().unwrap());
-        let text = response.text().await.unwrap();
-        let body = if text.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
-        };
-        (status, total, body)
-    }
-
-    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
-        match body {
-            Some(body) => self.send(method, path, body.to_string().into(), true).await,
-            None => {
-                self.send(method, path, reqwest::Body::default(), false)
-                    .await
-            }
-        }
-    }
-
-    async fn get(&self, path: &str) -> Answer {
-        self.call(Method::GET, path, None).await
-    }
-
-    async fn post(&self, path: &str, body: Value) -> Answer {
-        self.call(Method::POST, path, Some(body)).await
-    }
-
-    async fn put(&self, path: &str, body: Value) -> Answer {
-        self.call(Method::PUT, path, Some(body)).await
-    }
-
-    async fn delete(&self, path: &str) -> Answer {
-        self.call(Method::DELETE, path, None).await
-    }
-
-    /// Sends a body that is not JSON at all, labelled as JSON.
-    async fn garbage(&self, method: Method, path: &str) -> Answer {
-        self.send(method, path, "{not JSON".into(), true).await
-    }
-
-    /// Sends until the answer has `status`, while it is a 503 (a service catching up) or a 404
-    /// (labeling not yet holding what inventory committed).
-    async fn eventually(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-        status: u16,
-    ) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (got, _, answer) = self.call(method.clone(), path, body.clone()).await;
-            if got == status {
-                return answer;
-            }
-            assert!(
-                [503, 404].contains(&got) && tokio::time::Instant::now() < deadline,
-                "{method} {path}: {got} {answer}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Polls `path` until `done` accepts its body.
-    async fn until(&self, path: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            let (status, _, body) = self.get(path).await;
-            if status == 200 && done(&body) {
-                return body;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{path} never got there: {status} {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
     /// Pairs a cluster, and waits until labeling knows it too; its id and token.
     async fn cluster(&self, name: &str) -> (String, String) {
-        let created = self
-            .eventually(
-                Method::POST,
-                "/container_clusters",
-                Some(json!({ "name": name })),
-                201,
-            )
-            .await;
-        let id = created["cluster_id"].as_str().unwrap().to_owned();
-        let template = format!("/container_clusters/{id}/container_workload_profile_template");
+        let cluster = credentials(&self.create_cluster(name).await);
+        let template = format!(
+            "/container_clusters/{}/container_workload_profile_template",
+            cluster.0
+        );
         self.eventually(Method::GET, &template, None, 200).await;
-        let token = created["container_cluster_token"].as_str().unwrap();
-        (id, token.to_owned())
-    }
-
-    /// What a clusterlink would send.
-    async fn report(&self, (cluster_id, token): &(String, String), objects: Vec<ObservedObject>) {
-        let report = ClusterReport {
-            credentials: ClusterCredentials {
-                cluster_id: cluster_id.clone(),
-                token: token.clone(),
-            },
-            report_id: report_id_of(&objects),
-            observations: objects.into_iter().map(Observation::Applied).collect(),
-        };
-        let ack = self
-            .bus
-            .request::<_, ReportAck>(&Subject::inventory_report(cluster_id), &report, WAIT)
-            .await
-            .unwrap()
-            .message;
-        assert!(matches!(ack, ReportAck::Accepted { .. }), "{ack:?}");
-    }
-
-    /// Creates a label; its href.
-    async fn label(&self, key: &str, value: &str) -> String {
-        let (status, _, label) = self
-            .post("/labels", json!({ "key": key, "value": value }))
-            .await;
-        assert_eq!(status, 201, "{label}");
-        label["href"].as_str().unwrap().to_owned()
+        cluster
     }
 
     /// Creates a label group; its href.
@@ -263,69 +36,9 @@ impl Stack {
     }
 }
 
-/// A report id that differs between reports of different objects.
-fn report_id_of(objects: &[ObservedObject]) -> String {
-    objects
-        .iter()
-        .map(|o| o.uid.as_str())
-        .collect::<Vec<_>>()
-        .join("+")
-}
-
-fn mk_object(
-    kind: ResourceKind,
-    name: &str,
-    annotations: &[(&str, &str)],
-    details: ObjectDetails,
-) -> ObservedObject {
-    ObservedObject {
-        kind,
-        uid: format!("{name}-uid"),
-        namespace: String::new(),
-        name: name.into(),
-        resource_version: "1".into(),
-        labels: Default::default(),
-        annotations: annotations
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect(),
-        owner: None,
-        details,
-    }
-}
-
-fn mk_namespace(name: &str, annotations: &[(&str, &str)]) -> ObservedObject {
-    mk_object(
-        ResourceKind::Namespace,
-        name,
-        annotations,
-        ObjectDetails::Namespace {},
-    )
-}
-
-fn mk_label_map(name: &str) -> ObservedObject {
-    let rule = LabelMapItem {
-        from_key: "app.kubernetes.io/name".into(),
-        to_key: "app".into(),
-        values_map: vec![],
-        allow_create: false,
-    };
-    let details = ObjectDetails::LabelMap {
-        node_label_map: vec![],
-        workload_label_map: vec![rule],
-    };
-    mk_object(ResourceKind::LabelMap, name, &[], details)
-}
-
 /// The `/labels/<id>` part of an href, for paths.
 fn path_of(href: &str) -> &str {
     href.strip_prefix("/orgs/1").unwrap()
-}
-
-fn error_code(body: &Value) -> &str {
-    body["error"]["code"]
-        .as_str()
-        .unwrap_or_else(|| panic!("not an error: {body}"))
 }
 
 fn error_message(body: &Value) -> &str {
@@ -839,8 +552,8 @@ async fn profiles_follow_the_template_and_link_by_pairing_key() {
         .report(
             &cluster,
             vec![
-                mk_namespace("payments", &[("bulkhead.io/pairing-key", &key)]),
-                mk_namespace("shop", &[]),
+                annotated(mk_namespace("payments"), &[("bulkhead.io/pairing-key", &key)]),
+                mk_namespace("shop"),
             ],
         )
         .await;
@@ -894,8 +607,9 @@ async fn label_maps_are_put_listed_and_deleted_beside_custom_resources() {
     let stack = start().await;
     let cluster = stack.cluster("prod").await;
     let id = cluster.0.clone();
+    let name_to_app = mk_map_item("app.kubernetes.io/name", "app", &[], false);
     stack
-        .report(&cluster, vec![mk_label_map("from-cluster")])
+        .report(&cluster, vec![mk_label_map("from-cluster", vec![], vec![name_to_app])])
         .await;
     let maps = format!("/container_clusters/{id}/label_maps");
     stack

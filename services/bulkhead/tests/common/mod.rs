@@ -119,3 +119,19 @@ pub fn eventually_json(
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// Runs kubectl against the cluster of `kubeconfig`; its output.
+pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> String {
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(args)
+        .output()
+        .expect("kubectl runs (Debian package kubernetes-client)");
+    assert!(
+        out.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
