@@ -91,8 +91,19 @@ async fn read_stream(
 
 /// Appends `events` straight to the log, on a stream of the benchmark's own, under `key`.
 pub async fn append_floor(bus: &TypedBus, key: &str, events: Vec<NewEvent>) -> anyhow::Result<()> {
+    append_to(bus, FLOOR_STREAM, key, events).await
+}
+
+/// Appends `events` to `stream` under `key`, whatever the stream's version, as a service
+/// that does not own it would.
+pub async fn append_to(
+    bus: &TypedBus,
+    stream: &str,
+    key: &str,
+    events: Vec<NewEvent>,
+) -> anyhow::Result<()> {
     let request = AppendRequest {
-        stream: FLOOR_STREAM.into(),
+        stream: stream.into(),
         expected_version: ExpectedVersion::Any,
         idempotency_key: key.to_owned(),
         events,
@@ -107,6 +118,6 @@ pub async fn append_floor(bus: &TypedBus, key: &str, events: Vec<NewEvent>) -> a
         .message
     {
         AppendReply::Decided(AppendOutcome::Appended { .. }) => Ok(()),
-        other => bail!("floor append {key}: {other:?}"),
+        other => bail!("append {key} to {stream}: {other:?}"),
     }
 }

@@ -20,6 +20,8 @@ mod envelope;
 pub mod messages;
 mod registry;
 mod subject;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use envelope::{
     DEFAULT_MAX_MESSAGE_BYTES, DecodeError, Decoded, EncodeError, Envelope, WireMessage,

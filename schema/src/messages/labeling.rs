@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 use crate::WireMessage;
 use crate::messages::inventory::LabelMapItem;
 
+mod effective_wire;
+
+pub use effective_wire::{EffectiveSize, EffectiveTables, TabledEntity, TabledLabel, TabledSource};
+
 /// A label's id; its href is [`label_href`].
 pub type LabelId = u32;
 /// A label group's id; its href is [`label_group_href`].
@@ -232,7 +236,7 @@ pub struct EntityRef {
 }
 
 /// Where an effective label came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LabelSource {
     /// A label map rule, from the entity's Kubernetes label `from_key`.
@@ -375,9 +379,14 @@ pub enum LabelingEvent {
         name: String,
     },
     /// Derived: entities whose effective labels changed, in the order of the changes.
+    ///
+    /// On the wire the entities are in [`EffectiveTables`] form, under `effective`: each
+    /// distinct label and source once, entities naming them by index.
     EffectiveLabels {
         cluster_id: String,
         through: OutputPosition,
+        #[serde(rename = "effective", with = "effective_wire")]
+        #[schemars(with = "EffectiveTables")]
         entities: Vec<EntityLabels>,
     },
     /// Derived: a namespace carried a pairing key that links it to no profile.

@@ -56,6 +56,8 @@ mod node;
 mod server;
 mod service;
 mod state_machine;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::Path;
 

@@ -13,11 +13,10 @@
 //! and values, owners, node and container names, phases), effective labels, and whole sets of
 //! them.
 
-use std::borrow::Borrow;
-use std::collections::{BTreeMap, HashSet};
-use std::hash::Hash;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bulkhead_runtime::intern::Pool;
 use bulkhead_runtime::projection::Projection;
 use bulkhead_schema::messages::eventlog::RecordedEvent;
 use bulkhead_schema::messages::inventory::{
@@ -36,8 +35,7 @@ mod labeling;
 pub(crate) use labeling::Labeling;
 use labeling::{Label, entity_kind, resource_kinds};
 
-/// An interned string.
-pub(crate) type Str = Arc<str>;
+pub(crate) use bulkhead_runtime::intern::Str;
 
 /// Labels or annotations, sorted by key.
 pub(crate) type Pairs = Box<[(Str, Str)]>;
@@ -45,51 +43,6 @@ pub(crate) type Pairs = Box<[(Str, Str)]>;
 /// Owner chains are followed at most this deep: a cycle in reported owner references (which
 /// Kubernetes forbids, but a report is input) must not hang a query.
 pub(crate) const MAX_OWNER_DEPTH: usize = 8;
-
-/// Shared values. Interning makes equal values one allocation; a sweep drops those only the
-/// pool still holds, once the pool has doubled since the last one (amortised O(1) per value).
-#[derive(Debug)]
-struct Pool<T: ?Sized> {
-    items: HashSet<Arc<T>>,
-    size_after_sweep: usize,
-}
-
-impl<T: ?Sized> Default for Pool<T> {
-    fn default() -> Self {
-        Pool {
-            items: HashSet::new(),
-            size_after_sweep: 0,
-        }
-    }
-}
-
-/// Below this many values a pool is never swept: too small to matter.
-const MIN_SWEEP_SIZE: usize = 1024;
-
-impl<T: ?Sized + Eq + Hash> Pool<T> {
-    fn intern<V: Borrow<T>>(&mut self, value: V) -> Arc<T>
-    where
-        Arc<T>: From<V>,
-    {
-        if let Some(shared) = self.items.get(value.borrow()) {
-            return shared.clone();
-        }
-        let shared = Arc::from(value);
-        self.items.insert(shared.clone());
-        shared
-    }
-
-    fn sweep_if_grown(&mut self) {
-        if self.items.len() > 2 * self.size_after_sweep.max(MIN_SWEEP_SIZE) {
-            self.sweep();
-        }
-    }
-
-    fn sweep(&mut self) {
-        self.items.retain(|s| Arc::strong_count(s) > 1);
-        self.size_after_sweep = self.items.len();
-    }
-}
 
 /// The index's pools.
 #[derive(Debug, Default)]
@@ -784,9 +737,9 @@ impl Index {
     #[cfg(test)]
     pub(crate) fn pooled(&self) -> [usize; 3] {
         [
-            self.pools.strings.items.len(),
-            self.pools.labels.items.len(),
-            self.pools.labelings.items.len(),
+            self.pools.strings.len(),
+            self.pools.labels.len(),
+            self.pools.labelings.len(),
         ]
     }
 

@@ -49,12 +49,12 @@ use std::time::Duration;
 
 use bulkhead_runtime::bus::{BusError, TypedBus};
 use bulkhead_runtime::health::{HEARTBEAT_INTERVAL, Health};
-use bulkhead_runtime::projection::{self, CheckpointStore, ProjectionError, ProjectionOptions};
+use bulkhead_runtime::projection::{self, ProjectionError};
 use bulkhead_schema::Subject;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-pub use index::{AuthError, Index, token_sha256};
+pub use index::{AuthError, token_sha256};
 pub use views::{Presence, Refusal};
 
 use service::{QUEUE_GROUP, REQUESTS_IN_FLIGHT, Service};
@@ -90,8 +90,6 @@ impl InventoryConfig {
 /// Why inventory could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum InventoryError {
-    #[error("cannot open the inventory store in {path}: {source}")]
-    Store { path: PathBuf, source: sled::Error },
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error("cannot subscribe on the bus: {0}")]
@@ -102,7 +100,6 @@ impl InventoryError {
     /// A short, stable label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            InventoryError::Store { .. } => "store",
             InventoryError::Projection(e) => e.kind(),
             InventoryError::Bus(e) => e.kind(),
         }
@@ -117,37 +114,18 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> Result<(), InventoryError> {
-    let db = projection::open_checkpoint_db(&config.data_dir).map_err(|source| {
-        InventoryError::Store {
-            path: config.data_dir.clone(),
-            source,
-        }
-    })?;
-    let store = CheckpointStore::open(&db, "inventory")?;
-    let stop = shutdown.child_token();
-    let (projected, follow) = projection::start::<Index>(
-        bus.clone(),
-        store,
-        ProjectionOptions::default(),
-        stop.clone(),
-    )?;
-    let service = Arc::new(Service::new(
-        bus.clone(),
-        projected,
-        Duration::from_secs(config.online_period_secs),
-    ));
-    let following = async {
-        let followed = follow.await;
-        stop.cancel();
-        followed.map_err(InventoryError::from)
-    };
-    let serving = async {
-        let served = serve(&service, &bus, &health, &stop).await;
-        stop.cancel();
-        served
-    };
-    let (followed, served) = tokio::join!(following, serving);
-    followed.and(served)
+    let online_period = Duration::from_secs(config.online_period_secs);
+    projection::run_service(
+        &bus,
+        &config.data_dir,
+        "inventory",
+        &shutdown,
+        async |projected, stop| {
+            let service = Arc::new(Service::new(bus.clone(), projected, online_period));
+            serve(&service, &bus, &health, stop).await
+        },
+    )
+    .await
 }
 
 async fn serve(
@@ -156,11 +134,6 @@ async fn serve(
     health: &Health,
     stop: &CancellationToken,
 ) -> Result<(), InventoryError> {
-    // Serving before the projection holds what the log held would answer from the past (a
-    // cluster created a minute ago "not found"); callers meanwhile find nobody and retry.
-    if !service.catch_up(stop).await {
-        return Ok(());
-    }
     let raw = bus.raw();
     let shared = async |subject: Subject| raw.queue_subscribe(&subject, QUEUE_GROUP).await;
     let commands = shared(Subject::inventory_command()).await?;

@@ -169,9 +169,10 @@ pub(crate) fn changes(index: &Index, cluster_id: &str, chunk: &[Pending]) -> Vec
 mod tests {
     use bulkhead_runtime::projection::Projection;
     use bulkhead_schema::messages::eventlog::RecordedEvent;
+    use bulkhead_schema::testing::{mk_pod, uid};
 
     use super::*;
-    use crate::index::tests::{mk_cluster_created, mk_pod, recorded, uid};
+    use crate::index::tests::{mk_cluster_created, recorded};
 
     const C1: &str = "c1";
 

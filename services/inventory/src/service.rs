@@ -5,21 +5,17 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use bulkhead_runtime::bus::{BusError, TypedBus};
+use bulkhead_runtime::bus::{self, TypedBus};
+use bulkhead_runtime::commit::{self, Log};
 use bulkhead_runtime::now_ms;
 use bulkhead_runtime::projection::Projected;
-use bulkhead_schema::messages::eventlog::{
-    AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent, ReadReply, ReadRequest,
-    ReadStreamRequest,
-};
+use bulkhead_schema::Decoded;
+use bulkhead_schema::messages::eventlog::{AppendRequest, ExpectedVersion, NewEvent};
 use bulkhead_schema::messages::inventory::{
     ClusterCommand, ClusterCommandReply, ClusterCredentials, ClusterHeartbeat, ClusterReport,
     ClusterView, DigestReply, DigestRequest, InventoryEvent, InventoryItems, InventoryQuery,
     InventoryRejection, InventoryReply, ReportAck,
 };
-use bulkhead_schema::{Decoded, Subject, WireMessage};
-use serde::Serialize;
-use tokio_util::sync::CancellationToken;
 
 use crate::index::{AuthError, Index, token_sha256};
 use crate::metrics::{self, AUTH_FAILURES, OBSERVATIONS, REPORTS};
@@ -27,16 +23,10 @@ use crate::presence::Presences;
 use crate::report::{self, AppendLimits, new_event};
 use crate::views::{Presence, Refusal};
 
-/// How long a request to the event log may take.
-const LOG_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an append may take to reach the projection before the caller is told to retry.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Plans made again after finding the projection behind the log (a conflict, or a newer event).
 const REPLANS: usize = 1;
 /// Requests of one subject handled at once; more wait in the subscription.
 pub(crate) const REQUESTS_IN_FLIGHT: usize = 1024;
-/// A query's page is cut to this many encoded bytes, to fit one message with room to spare.
-const MAX_PAGE_BYTES: usize = 512 * 1024;
 /// Report ids become part of idempotency keys, which the log caps at 256 bytes.
 const MAX_REPORT_ID_BYTES: usize = 128;
 /// Longest cluster name, in characters.
@@ -51,37 +41,16 @@ const MAX_AUDITED: usize = 10_000;
 pub(crate) const QUEUE_GROUP: &str = "inventory";
 
 /// Why an append did not go through.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CommitError {
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error("the event log cannot commit now: {0}")]
-    Unavailable(String),
-    #[error("the event log refused the append ({kind}): {reason}")]
-    Rejected { kind: String, reason: String },
-    #[error("the cluster changed while the request was handled; send it again")]
-    Contended,
-}
+pub(crate) type CommitError = commit::CommitError<Refusal>;
 
-impl CommitError {
-    fn kind(&self) -> &'static str {
-        match self {
-            CommitError::Refused(refusal) => refusal.kind(),
-            CommitError::Unavailable(_) => "unavailable",
-            CommitError::Rejected { .. } => "rejected",
-            CommitError::Contended => "contended",
-        }
-    }
-}
-
-impl From<BusError> for CommitError {
-    fn from(error: BusError) -> Self {
-        CommitError::Unavailable(format!("{error} ({})", error.kind()))
+impl From<Refusal> for CommitError {
+    fn from(refusal: Refusal) -> Self {
+        CommitError::Refused(refusal)
     }
 }
 
 pub(crate) struct Service {
-    bus: TypedBus,
+    log: Log<Index>,
     projected: Projected<Index>,
     presences: Mutex<Presences>,
     /// When each claimed cluster id last got an audit event.
@@ -102,7 +71,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Service {
     pub(crate) fn new(bus: TypedBus, projected: Projected<Index>, online_period: Duration) -> Self {
         Service {
-            bus,
+            log: Log::new(bus, projected.clone(), REPLANS),
             projected,
             presences: Mutex::new(Presences::new(online_period)),
             audited: Mutex::new(HashMap::new()),
@@ -113,123 +82,18 @@ impl Service {
 
     // --- the event log ---------------------------------------------------------------------
 
-    async fn ask<Q: WireMessage, R: WireMessage>(
-        &self,
-        subject: &Subject,
-        request: &Q,
-    ) -> Result<R, CommitError> {
-        Ok(self
-            .bus
-            .request(subject, request, LOG_TIMEOUT)
-            .await?
-            .message)
-    }
-
-    async fn append(&self, request: &AppendRequest) -> Result<AppendOutcome, CommitError> {
-        match self.ask(&Subject::eventlog_append(), request).await? {
-            AppendReply::Decided(outcome) => Ok(outcome),
-            AppendReply::Rejected { kind, reason } => Err(CommitError::Rejected { kind, reason }),
-            AppendReply::Unavailable { reason } => Err(CommitError::Unavailable(reason)),
-        }
-    }
-
-    async fn wait_applied(&self, seq: u64) -> Result<(), CommitError> {
-        if self.projected.wait_for(seq, APPLY_TIMEOUT).await {
-            Ok(())
-        } else {
-            Err(CommitError::Unavailable(format!(
-                "the projection did not apply event {seq} within {APPLY_TIMEOUT:?}"
-            )))
-        }
-    }
-
-    /// Waits until the projection holds version `version` of `stream`; false when the log has
-    /// no such version (the projection is current).
-    async fn wait_for_stream(&self, stream: &str, version: u64) -> Result<bool, CommitError> {
-        let request = ReadStreamRequest {
-            stream: stream.to_owned(),
-            from_version: version,
-            limit: 1,
-        };
-        match self.ask(&Subject::eventlog_read_stream(), &request).await? {
-            ReadReply::Events { events, .. } => match events.first() {
-                Some(event) => self.wait_applied(event.seq).await.map(|()| true),
-                None => Ok(false),
-            },
-            ReadReply::Unavailable { reason } => Err(CommitError::Unavailable(reason)),
-        }
-    }
-
-    /// Waits until the projection has applied everything the log held when this was called;
-    /// false on shutdown.
-    pub(crate) async fn catch_up(&self, stop: &CancellationToken) -> bool {
-        while !stop.is_cancelled() {
-            let request = ReadRequest {
-                from_seq: self.projected.applied_seq() + 1,
-                limit: 1,
-            };
-            let head = match self.ask(&Subject::eventlog_read(), &request).await {
-                Ok(ReadReply::Events { last_seq, .. }) => Some(last_seq),
-                Ok(ReadReply::Unavailable { .. }) | Err(_) => None,
-            };
-            if let Some(head) = head
-                && self.projected.wait_for(head, APPLY_TIMEOUT).await
-            {
-                return true;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-        false
-    }
-
     /// Appends to the cluster's stream what `plan` decides from the projection, at the stream
-    /// version the plan saw, and waits until the projection has applied it. When the plan
-    /// appends nothing, the log is asked whether the stream moved on meanwhile. Finding the
-    /// projection behind (that, or a conflict), it waits for it and plans again.
-    ///
-    /// The idempotency key is `key@version`: a re-sent request planned on the same version is
-    /// the same append (the log answers the first outcome), one planned on a newer version is
-    /// a new one, as it must be after a conflict (the log remembers conflicts too).
+    /// version the plan saw, and waits until the projection has applied it (see
+    /// [`Log::commit`]).
     async fn commit(
         &self,
         cluster_id: &str,
         key: &str,
-        mut plan: impl FnMut(&Index) -> Result<Vec<NewEvent>, Refusal>,
+        plan: impl FnMut(&Index) -> Result<Vec<NewEvent>, Refusal>,
     ) -> Result<(), CommitError> {
         let stream = InventoryEvent::stream(cluster_id);
-        for _ in 0..=REPLANS {
-            let (version, events) = {
-                let index = self.projected.read();
-                (index.stream_version(cluster_id), plan(&index)?)
-            };
-            if events.is_empty() {
-                if self.wait_for_stream(&stream, version + 1).await? {
-                    continue;
-                }
-                return Ok(());
-            }
-            let request = AppendRequest {
-                stream: stream.clone(),
-                expected_version: match version {
-                    0 => ExpectedVersion::NoStream,
-                    v => ExpectedVersion::Exact(v),
-                },
-                idempotency_key: format!("{key}@{version}"),
-                events,
-            };
-            match self.append(&request).await? {
-                AppendOutcome::Appended { last_seq, .. } => {
-                    return self.wait_applied(last_seq).await;
-                }
-                AppendOutcome::Conflict { current_version } => {
-                    self.wait_for_stream(&stream, current_version).await?;
-                }
-            }
-        }
-        Err(CommitError::Contended)
+        let version = |index: &Index| index.stream_version(cluster_id);
+        self.log.commit(&stream, key, version, plan).await
     }
 
     fn presence(&self, cluster_id: &str) -> Presence {
@@ -269,7 +133,7 @@ impl Service {
                 idempotency_key: format!("auth/{request_id}"),
                 events: vec![new_event(&event)],
             };
-            if let Err(audit_error) = self.append(&request).await {
+            if let Err(audit_error) = self.log.append::<Refusal>(&request).await {
                 tracing::warn!(%audit_error, "cannot append the audit event");
             }
         }
@@ -470,9 +334,9 @@ impl Service {
                 kind: refusal.rejection,
                 reason: refusal.reason,
             },
-            Err(CommitError::Contended) => ClusterCommandReply::Rejected {
+            Err(contended @ CommitError::Contended { .. }) => ClusterCommandReply::Rejected {
                 kind: InventoryRejection::Conflict,
-                reason: CommitError::Contended.to_string(),
+                reason: contended.to_string(),
             },
             Err(error) => {
                 tracing::warn!(%error, kind = error.kind(), "cluster command not committed");
@@ -628,23 +492,12 @@ fn name_taken(name: &str) -> Refusal {
 
 /// Cuts a page so that its reply fits one message; it keeps at least one entry.
 fn fit_page(items: &mut InventoryItems) {
-    fn fit<T: Serialize>(items: &mut Vec<T>) {
-        let mut bytes = 0;
-        let fitting = items
-            .iter()
-            .take_while(|item| {
-                bytes += rmp_serde::to_vec_named(item).map_or(MAX_PAGE_BYTES, |b| b.len());
-                bytes <= MAX_PAGE_BYTES
-            })
-            .count();
-        items.truncate(fitting.max(1));
-    }
     match items {
-        InventoryItems::Clusters(items) => fit(items),
-        InventoryItems::HostWorkloads(items) => fit(items),
-        InventoryItems::PodWorkloads(items) => fit(items),
-        InventoryItems::KubeWorkloads(items) => fit(items),
-        InventoryItems::VirtualServices(items) => fit(items),
-        InventoryItems::Namespaces(items) => fit(items),
+        InventoryItems::Clusters(items) => bus::fit_page(items),
+        InventoryItems::HostWorkloads(items) => bus::fit_page(items),
+        InventoryItems::PodWorkloads(items) => bus::fit_page(items),
+        InventoryItems::KubeWorkloads(items) => bus::fit_page(items),
+        InventoryItems::VirtualServices(items) => bus::fit_page(items),
+        InventoryItems::Namespaces(items) => bus::fit_page(items),
     }
 }

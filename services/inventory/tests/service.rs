@@ -2,12 +2,10 @@
 //! them: pairing, clusterlink's reports, heartbeats and digests, wrong credentials, idempotency,
 //! labeling's effective labels, and restarts. Every wait is bounded.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_eventlog::EventlogConfig;
+use bulkhead_eventlog::testing::SingleNodeLog;
 use bulkhead_inventory::{InventoryConfig, run};
-use bulkhead_runtime::bus::{BusError, InProcessBus, TypedBus};
 use bulkhead_runtime::health::Health;
 use bulkhead_schema::messages::eventlog::{
     AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent, ReadReply, ReadRequest,
@@ -17,13 +15,12 @@ use bulkhead_schema::messages::inventory::{
     ClusterCommand, ClusterCommandReply, ClusterCredentials, ClusterHeartbeat, ClusterReport,
     ClusterView, DigestReply, DigestRequest, InventoryEvent, InventoryFilter, InventoryItems,
     InventoryQuery, InventoryQueryKind, InventoryRejection, InventoryReply, LabelSelector,
-    ObjectDetails, Observation, ObservedObject, PodWorkloadView, ReportAck, ResourceKind,
-    SyncState,
+    Observation, ObservedObject, PodWorkloadView, ReportAck, ResourceKind, SyncState,
 };
 use bulkhead_schema::messages::labeling::{
-    EffectiveLabel, EnforcementMode, EntityKind, EntityLabels, EntityRef, LabelSource,
-    LabelingEvent, OutputPosition, label_href,
+    EnforcementMode, EntityKind, EntityLabels, LabelingEvent, OutputPosition, label_href,
 };
+use bulkhead_schema::testing::{mk_entity_labels, mk_pod};
 use bulkhead_schema::{Subject, WireMessage};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -31,27 +28,14 @@ use tokio_util::sync::CancellationToken;
 const WAIT: Duration = Duration::from_secs(10);
 
 struct Harness {
-    bus: TypedBus,
-    log_stop: CancellationToken,
-    dir: tempfile::TempDir,
+    log: SingleNodeLog,
     inventory: Option<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl Harness {
     async fn start() -> Self {
-        let bus = TypedBus::new(Arc::new(InProcessBus::default()));
-        let dir = tempfile::tempdir().unwrap();
-        let log_stop = CancellationToken::new();
-        tokio::spawn(bulkhead_eventlog::run(
-            EventlogConfig::single_node(dir.path().join("eventlog")),
-            bus.clone(),
-            Health::new("eventlog", "1"),
-            log_stop.clone(),
-        ));
         let mut harness = Harness {
-            bus,
-            log_stop,
-            dir,
+            log: SingleNodeLog::start(),
             inventory: None,
         };
         harness.start_inventory();
@@ -61,12 +45,12 @@ impl Harness {
     fn start_inventory(&mut self) {
         let stop = CancellationToken::new();
         let config = InventoryConfig {
-            data_dir: self.dir.path().join("inventory"),
+            data_dir: self.log.dir().join("inventory"),
             online_period_secs: 60,
         };
         let task = tokio::spawn(run(
             config,
-            self.bus.clone(),
+            self.log.bus.clone(),
             Health::new("inventory", "1"),
             stop.clone(),
         ));
@@ -92,16 +76,7 @@ impl Harness {
     /// A request, retried while nobody serves the subject yet (the log electing itself,
     /// inventory catching up).
     async fn ask<Q: WireMessage, R: WireMessage>(&self, subject: &Subject, request: &Q) -> R {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match self.bus.request::<Q, R>(subject, request, WAIT).await {
-                Ok(reply) => return reply.message,
-                Err(BusError::NoResponders(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Err(error) => panic!("{subject}: {error}"),
-            }
-        }
+        self.log.ask(subject, request, WAIT).await
     }
 
     async fn command(&self, command: ClusterCommand) -> ClusterCommandReply {
@@ -254,32 +229,19 @@ impl Drop for Harness {
         if let Some((stop, _)) = &self.inventory {
             stop.cancel();
         }
-        self.log_stop.cancel();
     }
 }
 
-fn mk_pod(name: &str, version: &str) -> ObservedObject {
+/// Pod `name` of namespace `shop` at resource version `version`.
+fn pod(name: &str, version: &str) -> ObservedObject {
     ObservedObject {
-        kind: ResourceKind::Pod,
-        uid: format!("{name}-uid"),
-        namespace: "shop".into(),
-        name: name.into(),
         resource_version: version.into(),
-        labels: [("app".to_owned(), "shop".to_owned())].into(),
-        annotations: Default::default(),
-        owner: None,
-        details: ObjectDetails::Pod {
-            node_name: "node-1".into(),
-            ips: vec![format!("10.244.1.{}", name.len())],
-            host_network: false,
-            phase: "Running".into(),
-            containers: vec!["app".into()],
-        },
+        ..mk_pod(name, "shop", None)
     }
 }
 
 fn applied(name: &str, version: &str) -> Observation {
-    Observation::Applied(mk_pod(name, version))
+    Observation::Applied(pod(name, version))
 }
 
 fn names(pods: &[PodWorkloadView]) -> Vec<&str> {
@@ -504,7 +466,7 @@ async fn wrong_credentials_are_rejected_audited_and_change_nothing() {
     );
 
     // B's clusterlink changes only B, whatever its objects say
-    let mut claims_a = mk_pod("a-pod", "2");
+    let mut claims_a = pod("a-pod", "2");
     claims_a.namespace = "shop".into();
     assert_eq!(
         h.report(&b, "b1", vec![Observation::Applied(claims_a)])
@@ -597,7 +559,7 @@ async fn repeated_and_unchanged_reports_append_nothing() {
     assert_eq!(keys.len(), 3, "1000 events per append at most: {keys:?}");
 
     // malformed reports are refused whole
-    let mut bad = mk_pod("bad", "1");
+    let mut bad = pod("bad", "1");
     bad.kind = ResourceKind::Node;
     let ack = h
         .report(
@@ -631,7 +593,7 @@ async fn a_restarted_inventory_has_the_same_state_from_checkpoint_and_tail() {
     // written while inventory is down (as another replica would)
     let tail = InventoryEvent::ObjectApplied {
         cluster_id: c.cluster_id.clone(),
-        object: mk_pod("while-down", "1"),
+        object: pod("while-down", "1"),
     };
     h.append(InventoryEvent::stream(&c.cluster_id), "while-down", &tail)
         .await;
@@ -673,29 +635,13 @@ async fn labelings_effective_labels_are_listed_filtered_and_kept_across_restarts
     let (c, _) = h.create("c").await;
     h.report(&c, "r1", vec![applied("web", "1"), applied("db", "1")])
         .await;
-    let web = mk_pod("web", "1");
+    let web = pod("web", "1");
     let written = LabelingEvent::EffectiveLabels {
         cluster_id: c.cluster_id.clone(),
         through: OutputPosition { seq: 3, index: 0 },
         entities: vec![EntityLabels {
-            entity: EntityRef {
-                kind: EntityKind::Pod,
-                uid: web.uid.clone(),
-                namespace: web.namespace.clone(),
-                name: web.name.clone(),
-            },
-            managed: true,
             enforcement_mode: Some(EnforcementMode::Test),
-            labels: [(
-                "role".to_owned(),
-                EffectiveLabel {
-                    href: label_href(1),
-                    value: "web".into(),
-                    source: LabelSource::Profile,
-                },
-            )]
-            .into(),
-            removed: false,
+            ..mk_entity_labels(EntityKind::Pod, &web, &[("role", 1, "web")])
         }],
     };
     let stream = LabelingEvent::effective_stream(&c.cluster_id);

@@ -26,7 +26,8 @@ use bulkhead_runtime::projection::Projection;
 use bulkhead_schema::messages::eventlog::RecordedEvent;
 use bulkhead_schema::messages::inventory::{InventoryEvent, ObservedObject};
 use bulkhead_schema::messages::labeling::{
-    EntityKind, LabelId, LabelMapOrigin, LabelMapSpec, LabelingEvent, LoggedSettings, ProfileOrigin,
+    EntityKind, LabelId, LabelMapOrigin, LabelMapSpec, LabelingEvent, LoggedSettings,
+    OutputPosition, ProfileOrigin,
 };
 
 use crate::catalog::Catalog;
@@ -130,6 +131,23 @@ pub struct Index {
     pub(crate) pools: Pools,
 }
 
+/// The streams of derived events: `effective/<cluster>`.
+const DERIVED_STREAMS: &str = "effective/";
+
+/// A derived [`LabelingEvent`] as the projection reads it: the rest of its fields are skipped.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Derived {
+    EffectiveLabels {
+        cluster_id: String,
+        through: OutputPosition,
+    },
+    PairingKeyRejected {
+        cluster_id: String,
+        through: OutputPosition,
+    },
+}
+
 impl Projection for Index {
     fn apply(&mut self, event: &RecordedEvent) {
         let mut work = Work::default();
@@ -140,6 +158,28 @@ impl Projection for Index {
                     tracing::warn!(seq = event.seq, %error, "undecodable inventory event; skipped")
                 }
             },
+            // Of its own derived events the projection needs where they end, not their
+            // entities (for inventory and others): it reads no more of them.
+            LabelingEvent::EVENT_TYPE if event.stream.starts_with(DERIVED_STREAMS) => {
+                match rmp_serde::from_slice::<Derived>(&event.data) {
+                    Ok(Derived::EffectiveLabels {
+                        cluster_id,
+                        through,
+                    })
+                    | Ok(Derived::PairingKeyRejected {
+                        cluster_id,
+                        through,
+                    }) => self.apply_derived(
+                        &event.stream,
+                        event.stream_version,
+                        &cluster_id,
+                        through,
+                    ),
+                    Err(error) => {
+                        tracing::warn!(seq = event.seq, %error, "undecodable labeling event; skipped")
+                    }
+                }
+            }
             LabelingEvent::EVENT_TYPE => match rmp_serde::from_slice(&event.data) {
                 Ok(decoded) => {
                     self.apply_labeling(&event.stream, event.stream_version, &decoded, &mut work)

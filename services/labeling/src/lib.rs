@@ -33,7 +33,9 @@
 //! - Label maps: LabelMap custom resources (from inventory) first, then api-defined ones, each
 //!   in name order; per key, the last rule that yields a label wins.
 //! - Output: entities whose labels changed are queued in the projection and written as
-//!   `LabelingEvent::EffectiveLabels` to `effective/<cluster>` (module `output`).
+//!   `LabelingEvent::EffectiveLabels` to `effective/<cluster>` (module `output`), each
+//!   distinct label and source once per event; the writer sends each append as soon as it is
+//!   cut and cuts the next meanwhile. The projection reads of these events only where they end.
 //!
 //! Subjects: [`Subject::labeling_command`] and [`Subject::labeling_query`], queue group
 //! `labeling`.
@@ -59,12 +61,10 @@ use std::sync::Arc;
 
 use bulkhead_runtime::bus::{BusError, TypedBus};
 use bulkhead_runtime::health::{HEARTBEAT_INTERVAL, Health};
-use bulkhead_runtime::projection::{self, CheckpointStore, ProjectionError, ProjectionOptions};
+use bulkhead_runtime::projection::{self, ProjectionError};
 use bulkhead_schema::Subject;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
-
-pub use index::Index;
 
 use service::{QUEUE_GROUP, REQUESTS_IN_FLIGHT, Service};
 
@@ -95,8 +95,6 @@ impl LabelingConfig {
 /// Why labeling could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum LabelingError {
-    #[error("cannot open the labeling store in {path}: {source}")]
-    Store { path: PathBuf, source: sled::Error },
     #[error(transparent)]
     Projection(#[from] ProjectionError),
     #[error("cannot subscribe on the bus: {0}")]
@@ -107,7 +105,6 @@ impl LabelingError {
     /// A short, stable label for metrics and logs.
     pub fn kind(&self) -> &'static str {
         match self {
-            LabelingError::Store { .. } => "store",
             LabelingError::Projection(e) => e.kind(),
             LabelingError::Bus(e) => e.kind(),
         }
@@ -123,33 +120,18 @@ pub async fn run(
     health: Health,
     shutdown: CancellationToken,
 ) -> Result<(), LabelingError> {
-    let db = projection::open_checkpoint_db(&config.data_dir).map_err(|source| {
-        LabelingError::Store {
-            path: config.data_dir.clone(),
-            source,
-        }
-    })?;
-    let store = CheckpointStore::open(&db, "labeling")?;
-    let stop = shutdown.child_token();
-    let (projected, follow) = projection::start::<Index>(
-        bus.clone(),
-        store,
-        ProjectionOptions::default(),
-        stop.clone(),
-    )?;
-    let service = Arc::new(Service::new(bus.clone(), projected));
-    let following = async {
-        let followed = follow.await;
-        stop.cancel();
-        followed.map_err(LabelingError::from)
-    };
-    let serving = async {
-        let served = serve(&service, &bus, &health, &stop).await;
-        stop.cancel();
-        served
-    };
-    let (followed, served) = tokio::join!(following, serving);
-    followed.and(served)
+    projection::run_service(
+        &bus,
+        &config.data_dir,
+        "labeling",
+        &shutdown,
+        // only once caught up: output written before would repeat what replicas wrote long ago
+        async |projected, stop| {
+            let service = Arc::new(Service::new(bus.clone(), projected));
+            serve(&service, &bus, &health, stop).await
+        },
+    )
+    .await
 }
 
 async fn serve(
@@ -158,11 +140,6 @@ async fn serve(
     health: &Health,
     stop: &CancellationToken,
 ) -> Result<(), LabelingError> {
-    // Serving (and writing output) before the projection holds what the log held would answer
-    // from the past and write what other replicas wrote long ago.
-    if !service.catch_up(stop).await {
-        return Ok(());
-    }
     let raw = bus.raw();
     let commands = raw
         .queue_subscribe(&Subject::labeling_command(), QUEUE_GROUP)

@@ -46,7 +46,7 @@ impl Pools {
             .iter()
             .map(|(k, v)| (self.str(k), self.str(v)))
             .collect();
-        self.labels.intern(&pairs)
+        self.labels.intern(pairs)
     }
 
     /// The label annotations of `map` (`bulkhead.io/<key>`, else `com.illumio.<key>`), by key.
@@ -81,7 +81,7 @@ impl Pools {
                 illumio,
             })
             .collect();
-        self.annotations.intern(&list)
+        self.annotations.intern(list)
     }
 
     pub(crate) fn sweep_if_grown(&mut self) {

@@ -11,19 +11,23 @@
 //!
 //! The queue is part of the projection, so every replica holds the same one, a restart resumes
 //! it from the checkpoint, and an entry leaves it only when the log has it. Appends go at the
-//! version of `effective/<cluster>` the writer saw (a writer chains a few, each at the version
-//! the previous leads to), keyed by that version and the last position covered: of several
+//! version of `effective/<cluster>` the writer saw (a writer chains them through the queue,
+//! each at the version the previous leads to, sending each as soon as it is cut), keyed by
+//! that version and the last position covered: of several
 //! replicas writing, one append per version gets in; the others are answered its outcome (same
 //! cut) or a conflict (another cut), and find their entries gone once they apply it. Nothing is
-//! written twice and order is kept. An entity's queued entry is materialised when written, from the current state,
-//! which is the state at its position: a later change would have moved it.
+//! written twice and order is kept. An entity's queued entry is materialised when written,
+//! from the current state, which is the state at its position: a later change would have
+//! moved it. Events carry their entities in the schema's compact form (`EffectiveTables`:
+//! each distinct label and source once per event), and are cut to a size by what each entity
+//! adds to that form.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound::{Excluded, Unbounded};
 
 use bulkhead_schema::messages::eventlog::{AppendRequest, ExpectedVersion, NewEvent};
 use bulkhead_schema::messages::labeling::{
-    EffectiveLabel, EntityKind, EntityLabels, EntityRef, LabelSource, LabelingEvent,
+    EffectiveLabel, EffectiveSize, EntityKind, EntityLabels, EntityRef, LabelSource, LabelingEvent,
     OutputPosition, label_href,
 };
 use serde::{Deserialize, Serialize};
@@ -203,7 +207,16 @@ impl Default for OutputLimits {
     }
 }
 
-/// What an event's encoding adds to its entities' (tag, cluster id, `through`), at most.
+/// Where a writer's chain of appends stands: the last position they cover and the version of
+/// the stream they lead to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Chain {
+    pub(crate) through: OutputPosition,
+    pub(crate) version: u64,
+}
+
+/// What an event's encoding adds to its entities' (tag, cluster id, `through`, the tables'
+/// headers), at most.
 const EVENT_OVERHEAD: usize = 192;
 
 /// Builds the events of one append.
@@ -213,7 +226,9 @@ struct Batch<'a> {
     events: Vec<NewEvent>,
     bytes: usize,
     entities: Vec<EntityLabels>,
+    /// What the current event's entities add to its encoding (they share table entries).
     entity_bytes: usize,
+    entity_size: EffectiveSize,
     through: OutputPosition,
     /// Whether entries up to `through` are covered by no event yet.
     uncovered: bool,
@@ -253,6 +268,7 @@ impl Batch<'_> {
             entities: std::mem::take(&mut self.entities),
         };
         self.entity_bytes = 0;
+        self.entity_size.clear();
         self.push(&event);
     }
 }
@@ -280,28 +296,42 @@ impl Index {
     /// The next appends of a cluster's output, at most `appends`: consecutive runs of its
     /// queue, each at the stream version the ones before it lead to, so that they can be sent
     /// one after the other without waiting for the projection to apply each.
+    #[cfg(test)]
     pub(crate) fn next_outputs(
         &self,
         cluster_id: &str,
         limits: OutputLimits,
         appends: usize,
     ) -> Vec<AppendRequest> {
-        let Some(cluster) = self.clusters.get(cluster_id) else {
-            return Vec::new();
-        };
         let mut requests = Vec::new();
-        let (mut after, mut version) = (None, cluster.output.version);
+        let mut chain = None;
         while requests.len() < appends {
-            let Some((request, through)) =
-                self.append_after(cluster_id, cluster, after, version, limits)
-            else {
+            let Some((request, next)) = self.next_output(cluster_id, limits, chain) else {
                 break;
             };
-            version += request.events.len() as u64;
-            after = Some(through);
+            chain = Some(next);
             requests.push(request);
         }
         requests
+    }
+
+    /// The next append of a cluster's output: the queue's first run, or with `chain`, the
+    /// run after the appends that chain made, at the version they lead to. A writer sends
+    /// each as soon as it is cut, without waiting for the projection to apply the ones before.
+    pub(crate) fn next_output(
+        &self,
+        cluster_id: &str,
+        limits: OutputLimits,
+        chain: Option<Chain>,
+    ) -> Option<(AppendRequest, Chain)> {
+        let cluster = self.clusters.get(cluster_id)?;
+        let (after, version) = match chain {
+            Some(chain) => (Some(chain.through), chain.version),
+            None => (None, cluster.output.version),
+        };
+        let (request, through) = self.append_after(cluster_id, cluster, after, version, limits)?;
+        let version = version + request.events.len() as u64;
+        Some((request, Chain { through, version }))
     }
 
     /// One append of the queue's entries after `after`, at `version`; and the last position it
@@ -325,6 +355,7 @@ impl Index {
             bytes: 0,
             entities: Vec::new(),
             entity_bytes: 0,
+            entity_size: EffectiveSize::default(),
             through: OutputPosition::default(),
             uncovered: false,
         };
@@ -354,13 +385,13 @@ impl Index {
                     .map(|object| self.materialize(cluster, object)),
             };
             if let Some(labels) = labels {
-                let size = rmp_serde::to_vec_named(&labels)
-                    .expect("entity labels encode")
-                    .len();
+                let mut size = batch.entity_size.add(&labels);
                 if !batch.entities.is_empty()
                     && batch.entity_bytes + size + EVENT_OVERHEAD > limits.event_bytes
                 {
                     batch.flush();
+                    // Alone in the next event, it brings all its table entries.
+                    size = batch.entity_size.add(&labels);
                 }
                 if !batch.is_empty() && !batch.fits(size) {
                     break;

@@ -204,10 +204,11 @@ fn kube_label<'a>(labels: &'a [(Str, Str)], key: &str) -> Option<&'a Str> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use bulkhead_schema::messages::inventory::{LabelMapItem, ValueMapping};
+    use bulkhead_schema::messages::inventory::LabelMapItem;
     use bulkhead_schema::messages::labeling::{
         LabelCreator, LabelMapOrigin, LabelMapSpec, LabelRule, LoggedSettings, RestrictionMember,
     };
+    use bulkhead_schema::testing::mk_map_item;
 
     use super::*;
     use crate::catalog::GroupDef;
@@ -270,26 +271,6 @@ mod tests {
             },
         )]);
         CompiledMaps::compile(&maps, &mut |s: &str| s.into())
-    }
-
-    fn mk_item(
-        from_key: &str,
-        to_key: &str,
-        values: &[(&str, &str)],
-        create: bool,
-    ) -> LabelMapItem {
-        LabelMapItem {
-            from_key: from_key.into(),
-            to_key: to_key.into(),
-            values_map: values
-                .iter()
-                .map(|(from, to)| ValueMapping {
-                    from: (*from).into(),
-                    to: (*to).into(),
-                })
-                .collect(),
-            allow_create: create,
-        }
     }
 
     fn kube(pairs: &[(&str, &str)]) -> Vec<(Str, Str)> {
@@ -552,8 +533,8 @@ mod tests {
             &catalog,
         );
         let maps = mk_map(vec![
-            mk_item("topology/zone", "loc", &[], false),
-            mk_item("tier", "role", &[], false),
+            mk_map_item("topology/zone", "loc", &[], false),
+            mk_map_item("tier", "role", &[], false),
         ]);
         let pod = mk_annotations(&[("loc", "loc100"), ("role", "role1")]);
         let layers = [Layer {
@@ -588,7 +569,7 @@ mod tests {
     fn values_maps_translate_listed_values_only() {
         let catalog = mk_catalog();
         let free = mk_rules(true, &[], &catalog);
-        let maps = mk_map(vec![mk_item(
+        let maps = mk_map(vec![mk_map_item(
             "stage",
             "env",
             &[("prod", "env1"), ("staging", "env2")],
@@ -620,7 +601,7 @@ mod tests {
         let catalog = mk_catalog();
         let free = mk_rules(true, &[], &catalog);
         for create in [false, true] {
-            let maps = mk_map(vec![mk_item("team", "app", &[], create)]);
+            let maps = mk_map(vec![mk_map_item("team", "app", &[], create)]);
             let labels = kube(&[("team", "payments")]);
             let inputs = Inputs {
                 rules: Some(&free),
@@ -646,8 +627,8 @@ mod tests {
         let catalog = mk_catalog();
         let free = mk_rules(true, &[], &catalog);
         let maps = mk_map(vec![
-            mk_item("a", "app", &[], false),
-            mk_item("b", "app", &[], false),
+            mk_map_item("a", "app", &[], false),
+            mk_map_item("b", "app", &[], false),
         ]);
         let labels = kube(&[("a", "app1"), ("b", "no-such-app")]);
         let inputs = Inputs {
@@ -675,7 +656,7 @@ mod tests {
     #[test]
     fn host_network_pods_take_their_nodes_labels() {
         let catalog = mk_catalog();
-        let maps = mk_map(vec![mk_item("zone", "loc", &[], false)]);
+        let maps = mk_map(vec![mk_map_item("zone", "loc", &[], false)]);
         let labels = kube(&[("zone", "loc3")]);
         let node_rules = Rules::node();
         let node = resolve(

@@ -5,18 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_runtime::bus::{BusError, TypedBus};
+use bulkhead_runtime::bus::{self, TypedBus};
+use bulkhead_runtime::commit::{self, LOG_TIMEOUT, Log};
 use bulkhead_runtime::projection::Projected;
-use bulkhead_schema::messages::eventlog::{
-    AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent, ReadReply, ReadRequest,
-    ReadStreamRequest,
-};
+use bulkhead_schema::messages::eventlog::{AppendOutcome, AppendReply, AppendRequest, NewEvent};
 use bulkhead_schema::messages::labeling::{
     LabelingCommand, LabelingCommandReply, LabelingEvent, LabelingItems, LabelingQuery,
     LabelingRejection, LabelingReply,
 };
-use bulkhead_schema::{Decoded, Subject, WireMessage};
-use serde::Serialize;
+use bulkhead_schema::{Decoded, Subject};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -25,19 +22,14 @@ use crate::metrics::{self, COMMANDS, OUTPUT_APPENDS, QUERIES};
 use crate::output::OutputLimits;
 use crate::plan::{Answer, Fresh, Refusal, plan, plan_created_labels, rejection_kind};
 
-/// How long a request to the event log may take.
-const LOG_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long an append may take to reach the projection before the caller is told to retry.
-const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Plans made again after finding the projection behind the log. The configuration is one
 /// stream, shared with the labels label maps create, so a command may meet a few others.
 const REPLANS: usize = 3;
 /// Requests of one subject handled at once; more wait in the subscription.
 pub(crate) const REQUESTS_IN_FLIGHT: usize = 256;
-/// A query's page is cut to this many encoded bytes, to fit one message with room to spare.
-const MAX_PAGE_BYTES: usize = 512 * 1024;
-/// Appends of one cluster's output sent one after the other before waiting for the projection.
-const PIPELINED_APPENDS: usize = 8;
+/// The size of the first append of a cluster's output; each next one may be 4 times the one
+/// before, up to the log's limit.
+const FIRST_APPEND_BYTES: usize = 64 * 1024;
 /// Labels label maps create, per append.
 const CREATED_PER_APPEND: usize = 500;
 /// How long the output writer waits for the log before trying again.
@@ -46,26 +38,17 @@ const RETRY: Duration = Duration::from_millis(500);
 pub(crate) const QUEUE_GROUP: &str = "labeling";
 
 /// Why an append did not go through.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum CommitError {
-    #[error(transparent)]
-    Refused(#[from] Refusal),
-    #[error("the event log cannot commit now: {0}")]
-    Unavailable(String),
-    #[error("the event log refused the append ({kind}): {reason}")]
-    Rejected { kind: String, reason: String },
-    #[error("the configuration changed while the request was handled; send it again")]
-    Contended,
-}
+pub(crate) type CommitError = commit::CommitError<Refusal>;
 
-impl From<BusError> for CommitError {
-    fn from(error: BusError) -> Self {
-        CommitError::Unavailable(format!("{error} ({})", error.kind()))
+impl From<Refusal> for CommitError {
+    fn from(refusal: Refusal) -> Self {
+        CommitError::Refused(refusal)
     }
 }
 
 pub(crate) struct Service {
     bus: TypedBus,
+    log: Log<Index>,
     projected: Projected<Index>,
     /// One command at a time on this replica, so that uniqueness is checked against a
     /// projection that holds the previous command.
@@ -84,6 +67,7 @@ pub(crate) fn new_event(event: &LabelingEvent) -> NewEvent {
 impl Service {
     pub(crate) fn new(bus: TypedBus, projected: Projected<Index>) -> Self {
         Service {
+            log: Log::new(bus.clone(), projected.clone(), REPLANS),
             bus,
             projected,
             commands: tokio::sync::Mutex::new(()),
@@ -93,121 +77,27 @@ impl Service {
 
     // --- the event log ---------------------------------------------------------------------
 
-    async fn ask<Q: WireMessage, R: WireMessage>(
-        &self,
-        subject: &Subject,
-        request: &Q,
-    ) -> Result<R, CommitError> {
-        Ok(self
-            .bus
-            .request(subject, request, LOG_TIMEOUT)
-            .await?
-            .message)
-    }
-
-    async fn append(&self, request: &AppendRequest) -> Result<AppendOutcome, CommitError> {
-        match self.ask(&Subject::eventlog_append(), request).await? {
-            AppendReply::Decided(outcome) => Ok(outcome),
-            AppendReply::Rejected { kind, reason } => Err(CommitError::Rejected { kind, reason }),
-            AppendReply::Unavailable { reason } => Err(CommitError::Unavailable(reason)),
-        }
-    }
-
     async fn wait_applied(&self, seq: u64) -> Result<(), CommitError> {
-        if self.projected.wait_for(seq, APPLY_TIMEOUT).await {
-            Ok(())
-        } else {
-            Err(CommitError::Unavailable(format!(
-                "the projection did not apply event {seq} within {APPLY_TIMEOUT:?}"
-            )))
-        }
+        self.log.wait_applied(seq).await
     }
 
-    /// Waits until the projection holds version `version` of `stream`; false when the log has
-    /// no such version (the projection is current).
     async fn wait_for_stream(&self, stream: &str, version: u64) -> Result<bool, CommitError> {
-        let request = ReadStreamRequest {
-            stream: stream.to_owned(),
-            from_version: version,
-            limit: 1,
-        };
-        match self.ask(&Subject::eventlog_read_stream(), &request).await? {
-            ReadReply::Events { events, .. } => match events.first() {
-                Some(event) => self.wait_applied(event.seq).await.map(|()| true),
-                None => Ok(false),
-            },
-            ReadReply::Unavailable { reason } => Err(CommitError::Unavailable(reason)),
-        }
-    }
-
-    /// Waits until the projection has applied everything the log held when this was called;
-    /// false on shutdown.
-    pub(crate) async fn catch_up(&self, stop: &CancellationToken) -> bool {
-        while !stop.is_cancelled() {
-            let request = ReadRequest {
-                from_seq: self.projected.applied_seq() + 1,
-                limit: 1,
-            };
-            let head = match self.ask(&Subject::eventlog_read(), &request).await {
-                Ok(ReadReply::Events { last_seq, .. }) => Some(last_seq),
-                Ok(ReadReply::Unavailable { .. }) | Err(_) => None,
-            };
-            if let Some(head) = head
-                && self.projected.wait_for(head, APPLY_TIMEOUT).await
-            {
-                return true;
-            }
-            tokio::select! {
-                _ = stop.cancelled() => {}
-                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
-            }
-        }
-        false
+        self.log.wait_for_stream(stream, version).await
     }
 
     /// Appends to the configuration stream what `plan` decides from the projection, at the
-    /// version the plan saw, and waits until the projection has applied it. When the plan
-    /// appends nothing, the log is asked whether the stream moved on meanwhile. Finding the
-    /// projection behind (that, or a conflict), it waits for it and plans again.
-    ///
-    /// The idempotency key is `key@version`: a re-sent request planned on the same version is
-    /// the same append, one planned on a newer version a new one.
+    /// version the plan saw, and waits until the projection has applied it (see
+    /// [`Log::commit`]).
     async fn commit(
         &self,
         key: &str,
         mut plan: impl FnMut(&Index) -> Result<Vec<LabelingEvent>, Refusal>,
     ) -> Result<(), CommitError> {
-        let stream = LabelingEvent::CONFIG_STREAM;
-        for _ in 0..=REPLANS {
-            let (version, events) = {
-                let index = self.projected.read();
-                (index.config_version, plan(&index)?)
-            };
-            if events.is_empty() {
-                if self.wait_for_stream(stream, version + 1).await? {
-                    continue;
-                }
-                return Ok(());
-            }
-            let request = AppendRequest {
-                stream: stream.into(),
-                expected_version: match version {
-                    0 => ExpectedVersion::NoStream,
-                    v => ExpectedVersion::Exact(v),
-                },
-                idempotency_key: format!("{key}@{version}"),
-                events: events.iter().map(new_event).collect(),
-            };
-            match self.append(&request).await? {
-                AppendOutcome::Appended { last_seq, .. } => {
-                    return self.wait_applied(last_seq).await;
-                }
-                AppendOutcome::Conflict { current_version } => {
-                    self.wait_for_stream(stream, current_version).await?;
-                }
-            }
-        }
-        Err(CommitError::Contended)
+        let version = |index: &Index| index.config_version;
+        let plan = |index: &Index| Ok(plan(index)?.iter().map(new_event).collect());
+        self.log
+            .commit(LabelingEvent::CONFIG_STREAM, key, version, plan)
+            .await
     }
 
     // --- the api -----------------------------------------------------------------------------
@@ -256,12 +146,12 @@ impl Service {
                 kind: refusal.rejection,
                 reason: refusal.reason,
             },
-            Err(CommitError::Contended) => LabelingCommandReply::Rejected {
+            Err(contended @ CommitError::Contended { .. }) => LabelingCommandReply::Rejected {
                 kind: LabelingRejection::Conflict,
-                reason: CommitError::Contended.to_string(),
+                reason: contended.to_string(),
             },
             Err(error) => {
-                tracing::warn!(%error, "labeling command not committed");
+                tracing::warn!(%error, kind = error.kind(), "labeling command not committed");
                 LabelingCommandReply::Unavailable {
                     reason: error.to_string(),
                 }
@@ -356,66 +246,108 @@ impl Service {
             created?;
             progressed = true;
         }
-        let clusters: Vec<Vec<AppendRequest>> = {
-            let index = self.projected.read();
-            index
-                .clusters_with_output()
-                .iter()
-                .map(|cluster| index.next_outputs(cluster, self.limits, PIPELINED_APPENDS))
-                .collect()
+        let clusters = self.projected.read().clusters_with_output();
+        for cluster_id in clusters {
+            progressed |= self.write_cluster(&cluster_id).await?;
+        }
+        Ok(progressed)
+    }
+
+    /// Writes what a cluster's queue holds, one append after the other: each is sent as soon
+    /// as it is cut, and the next is cut while it is in flight. Then it waits for the
+    /// projection to apply the last, so that the next round starts from what the log has.
+    ///
+    /// Not waiting for the projection between appends is safe: each goes at the stream version
+    /// the one before it leads to, keyed by that version and the last position it covers, and
+    /// covers the queue's entries after the one before it. An entry changed meanwhile moves to
+    /// a later position (an input event's entries come after every earlier one's), so it is
+    /// written again with its new labels; one written before the change is not lost. Of
+    /// several replicas writing, one append per version gets in: a replica that cut the same
+    /// run gets that outcome (the same key), one that cut another a conflict, and then stops
+    /// its chain and starts again from the projection once it holds the other's append.
+    async fn write_cluster(&self, cluster_id: &str) -> Result<bool, CommitError> {
+        // The first appends are small, so that the first entities are out soon and the next
+        // append is cut while they are in flight; later ones take the log's size.
+        let limits = |sent: u32| OutputLimits {
+            append_bytes: FIRST_APPEND_BYTES
+                .saturating_mul(4usize.saturating_pow(sent))
+                .min(self.limits.append_bytes),
+            ..self.limits
         };
-        for appends in clusters {
-            let mut last_seq = None;
-            for request in appends {
-                match self.append(&request).await {
-                    Ok(AppendOutcome::Appended { last_seq: seq, .. }) => {
-                        metrics::count(&OUTPUT_APPENDS, &["effective_labels", "appended"]);
-                        last_seq = Some(seq);
-                    }
-                    Ok(AppendOutcome::Conflict { current_version }) => {
-                        // Another replica wrote this version: once applied, its entries are
-                        // gone; what this one chained after it is void.
-                        metrics::count(&OUTPUT_APPENDS, &["effective_labels", "conflict"]);
-                        self.wait_for_stream(&request.stream, current_version)
-                            .await?;
-                        progressed = true;
-                        break;
-                    }
-                    Err(error) => {
-                        metrics::count(&OUTPUT_APPENDS, &["effective_labels", "failed"]);
-                        return Err(error);
-                    }
+        let mut next = self
+            .projected
+            .read()
+            .next_output(cluster_id, limits(0), None);
+        let mut last_seq = None;
+        let mut progressed = false;
+        let mut sent = 0;
+        while let Some((request, chain)) = next.take() {
+            let bus = self.bus.clone();
+            let stream = request.stream.clone();
+            let sending = tokio::spawn(async move { send_append(&bus, &request).await });
+            sent += 1;
+            // The next is cut while this one is in flight.
+            let following =
+                self.projected
+                    .read()
+                    .next_output(cluster_id, limits(sent), Some(chain));
+            let sent = sending.await.unwrap_or_else(|error| {
+                Err(CommitError::Unavailable(format!(
+                    "the append failed: {error}"
+                )))
+            });
+            match sent {
+                Ok(AppendOutcome::Appended { last_seq: seq, .. }) => {
+                    metrics::count(&OUTPUT_APPENDS, &["effective_labels", "appended"]);
+                    last_seq = Some(seq);
+                    next = following;
+                }
+                Ok(AppendOutcome::Conflict { current_version }) => {
+                    // Another replica wrote this version: once applied, its entries are
+                    // gone; what this one cut after it is void.
+                    metrics::count(&OUTPUT_APPENDS, &["effective_labels", "conflict"]);
+                    self.wait_for_stream(&stream, current_version).await?;
+                    progressed = true;
+                }
+                Err(error) => {
+                    metrics::count(&OUTPUT_APPENDS, &["effective_labels", "failed"]);
+                    return Err(error);
                 }
             }
-            if let Some(seq) = last_seq {
-                self.wait_applied(seq).await?;
-                progressed = true;
-            }
+        }
+        if let Some(seq) = last_seq {
+            self.wait_applied(seq).await?;
+            progressed = true;
         }
         Ok(progressed)
     }
 }
 
+/// One append to the log, from a task of its own (the writer cuts the next meanwhile).
+async fn send_append(
+    bus: &TypedBus,
+    request: &AppendRequest,
+) -> Result<AppendOutcome, CommitError> {
+    let reply: AppendReply = bus
+        .request(&Subject::eventlog_append(), request, LOG_TIMEOUT)
+        .await?
+        .message;
+    match reply {
+        AppendReply::Decided(outcome) => Ok(outcome),
+        AppendReply::Rejected { kind, reason } => Err(CommitError::Rejected { kind, reason }),
+        AppendReply::Unavailable { reason } => Err(CommitError::Unavailable(reason)),
+    }
+}
+
 /// Cuts a page so that its reply fits one message; it keeps at least one entry.
 fn fit_page(items: &mut LabelingItems) {
-    fn fit<T: Serialize>(items: &mut Vec<T>) {
-        let mut bytes = 0;
-        let fitting = items
-            .iter()
-            .take_while(|item| {
-                bytes += rmp_serde::to_vec_named(item).map_or(MAX_PAGE_BYTES, |b| b.len());
-                bytes <= MAX_PAGE_BYTES
-            })
-            .count();
-        items.truncate(fitting.max(1));
-    }
     match items {
-        LabelingItems::LabelKeys(items) => fit(items),
-        LabelingItems::Labels(items) => fit(items),
-        LabelingItems::LabelGroups(items) => fit(items),
-        LabelingItems::Profiles(items) => fit(items),
-        LabelingItems::Templates(items) => fit(items),
-        LabelingItems::LabelMaps(items) => fit(items),
-        LabelingItems::EffectiveLabels(items) => fit(items),
+        LabelingItems::LabelKeys(items) => bus::fit_page(items),
+        LabelingItems::Labels(items) => bus::fit_page(items),
+        LabelingItems::LabelGroups(items) => bus::fit_page(items),
+        LabelingItems::Profiles(items) => bus::fit_page(items),
+        LabelingItems::Templates(items) => bus::fit_page(items),
+        LabelingItems::LabelMaps(items) => bus::fit_page(items),
+        LabelingItems::EffectiveLabels(items) => bus::fit_page(items),
     }
 }

@@ -3,26 +3,24 @@
 //! would, effective labels committed to `effective/<cluster>`, pairing, restarts from the
 //! checkpoint, and two replicas writing one output. Every wait is bounded.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use bulkhead_eventlog::EventlogConfig;
+use bulkhead_eventlog::testing::SingleNodeLog;
 use bulkhead_labeling::{LabelingConfig, run};
-use bulkhead_runtime::bus::{BusError, InProcessBus, TypedBus};
 use bulkhead_runtime::health::Health;
 use bulkhead_schema::messages::eventlog::{
     AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent, ReadReply,
     ReadStreamRequest,
 };
-use bulkhead_schema::messages::inventory::{
-    InventoryEvent, ObjectDetails, ObservedObject, OwnerRef, ResourceKind,
-};
+use bulkhead_schema::messages::inventory::{InventoryEvent, ObservedObject};
 use bulkhead_schema::messages::labeling::{
     EntityKind, EntityLabels, Href, LabelFilter, LabelSource, LabelingCommand,
     LabelingCommandReply, LabelingEvent, LabelingFilter, LabelingItem, LabelingItems,
     LabelingQuery, LabelingQueryKind, LabelingRejection, LabelingReply, ProfileLabel,
     ProfileOrigin, ProfileSettings, ProfileState, ProfileView,
+};
+use bulkhead_schema::testing::{
+    annotated, mk_deployment, mk_namespace, mk_pod, pairs, template_annotated,
 };
 use bulkhead_schema::{Subject, WireMessage};
 use tokio::task::JoinHandle;
@@ -32,27 +30,14 @@ const WAIT: Duration = Duration::from_secs(20);
 const CLUSTER: &str = "c0ffee00-0000-4000-8000-000000000001";
 
 struct Harness {
-    bus: TypedBus,
-    log_stop: CancellationToken,
-    dir: tempfile::TempDir,
+    log: SingleNodeLog,
     replicas: Vec<(CancellationToken, JoinHandle<()>)>,
 }
 
 impl Harness {
     async fn start() -> Self {
-        let bus = TypedBus::new(Arc::new(InProcessBus::default()));
-        let dir = tempfile::tempdir().unwrap();
-        let log_stop = CancellationToken::new();
-        tokio::spawn(bulkhead_eventlog::run(
-            EventlogConfig::single_node(dir.path().join("eventlog")),
-            bus.clone(),
-            Health::new("eventlog", "1"),
-            log_stop.clone(),
-        ));
         let mut harness = Harness {
-            bus,
-            log_stop,
-            dir,
+            log: SingleNodeLog::start(),
             replicas: Vec::new(),
         };
         harness.start_labeling("1");
@@ -70,10 +55,10 @@ impl Harness {
 
     fn start_labeling(&mut self, instance: &str) {
         let stop = CancellationToken::new();
-        let config = LabelingConfig::embedded(self.dir.path().join(format!("labeling-{instance}")));
+        let config = LabelingConfig::embedded(self.log.dir().join(format!("labeling-{instance}")));
         let task = tokio::spawn(run(
             config,
-            self.bus.clone(),
+            self.log.bus.clone(),
             Health::new("labeling", instance),
             stop.clone(),
         ));
@@ -101,16 +86,7 @@ impl Harness {
     /// A request, retried while nobody serves the subject yet (the log electing itself,
     /// labeling catching up).
     async fn ask<Q: WireMessage, R: WireMessage>(&self, subject: &Subject, request: &Q) -> R {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            match self.bus.request::<Q, R>(subject, request, WAIT).await {
-                Ok(reply) => return reply.message,
-                Err(BusError::NoResponders(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Err(error) => panic!("{subject}: {error}"),
-            }
-        }
+        self.log.ask(subject, request, WAIT).await
     }
 
     /// Appends inventory's events to the cluster's stream, as inventory would.
@@ -267,80 +243,7 @@ impl Drop for Harness {
         for (stop, _) in &self.replicas {
             stop.cancel();
         }
-        self.log_stop.cancel();
     }
-}
-
-fn pairs(list: &[(&str, &str)]) -> BTreeMap<String, String> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn mk_object(
-    kind: ResourceKind,
-    name: &str,
-    namespace: &str,
-    owner: Option<&ObservedObject>,
-    details: ObjectDetails,
-) -> ObservedObject {
-    ObservedObject {
-        kind,
-        uid: format!("{name}-uid"),
-        namespace: namespace.into(),
-        name: name.into(),
-        resource_version: "1".into(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        owner: owner.map(|o| OwnerRef {
-            kind: o.kind.kube_kind().into(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
-        }),
-        details,
-    }
-}
-
-fn mk_namespace(name: &str, annotations: &[(&str, &str)]) -> ObservedObject {
-    let mut namespace = mk_object(
-        ResourceKind::Namespace,
-        name,
-        "",
-        None,
-        ObjectDetails::Namespace {},
-    );
-    namespace.annotations = pairs(annotations);
-    namespace
-}
-
-fn mk_deployment(name: &str, namespace: &str, annotations: &[(&str, &str)]) -> ObservedObject {
-    mk_object(
-        ResourceKind::Deployment,
-        name,
-        namespace,
-        None,
-        ObjectDetails::Workload {
-            template_labels: BTreeMap::new(),
-            template_annotations: pairs(annotations),
-            replicas: Some(2),
-        },
-    )
-}
-
-fn mk_pod(name: &str, namespace: &str, owner: Option<&ObservedObject>) -> ObservedObject {
-    mk_object(
-        ResourceKind::Pod,
-        name,
-        namespace,
-        owner,
-        ObjectDetails::Pod {
-            node_name: "node-1".into(),
-            ips: vec!["10.244.1.7".into()],
-            host_network: false,
-            phase: "Running".into(),
-            containers: vec!["app".into()],
-        },
-    )
 }
 
 fn names(written: &[EntityLabels]) -> Vec<String> {
@@ -376,11 +279,14 @@ async fn labels_profiles_and_annotations_become_committed_effective_labels() {
     let eu = h.create_label("loc", "eu").await;
     h.create_label("app", "shop").await;
 
-    let deployment = mk_deployment("front", "shop", &[("bulkhead.io/role", "web")]);
+    let deployment = template_annotated(
+        mk_deployment("front", "shop"),
+        &[("bulkhead.io/role", "web")],
+    );
     let pods: Vec<ObservedObject> = (0..3)
         .map(|i| mk_pod(&format!("front-{i}"), "shop", Some(&deployment)))
         .collect();
-    let mut objects = vec![mk_namespace("shop", &[]), deployment.clone()];
+    let mut objects = vec![mk_namespace("shop"), deployment.clone()];
     objects.extend(pods.iter().cloned());
     h.observe(&objects).await;
     let written = h.effective_until(|w| w.len() == 4).await;
@@ -498,8 +404,14 @@ async fn pre_created_profiles_link_by_pairing_key_and_wrong_keys_are_logged() {
     assert_eq!(profiles[0].namespace, None);
 
     h.observe(&[
-        mk_namespace("intruder", &[("com.illumio.pairing_key", "not-the-key")]),
-        mk_namespace("payments", &[("com.illumio.pairing_key", &key)]),
+        annotated(
+            mk_namespace("intruder"),
+            &[("com.illumio.pairing_key", "not-the-key")],
+        ),
+        annotated(
+            mk_namespace("payments"),
+            &[("com.illumio.pairing_key", &key)],
+        ),
         mk_pod("pay-0", "payments", None),
     ])
     .await;
@@ -536,7 +448,7 @@ async fn a_restart_resumes_from_the_checkpoint_and_writes_nothing_twice() {
     let pods: Vec<ObservedObject> = (0..20)
         .map(|i| mk_pod(&format!("db-{i:02}"), "shop", None))
         .collect();
-    let mut objects = vec![mk_namespace("shop", &[])];
+    let mut objects = vec![mk_namespace("shop")];
     objects.extend(pods.iter().cloned());
     h.observe(&objects).await;
     // written before the edit, or the edit's entries would replace them in the queue
@@ -572,7 +484,7 @@ async fn two_replicas_write_each_change_once() {
     let mut h = Harness::start().await;
     h.start_labeling("2");
     let eu = h.create_label("loc", "eu").await;
-    let mut objects = vec![mk_namespace("shop", &[])];
+    let mut objects = vec![mk_namespace("shop")];
     objects.extend((0..50).map(|i| mk_pod(&format!("p-{i:02}"), "shop", None)));
     h.observe(&objects).await;
     h.effective_until(|w| w.len() == 50).await;
@@ -600,12 +512,11 @@ async fn a_profile_edit_relabels_every_pod_and_workload_once() {
     let eu = h.create_label("loc", "eu").await;
     let us = h.create_label("loc", "us").await;
     h.create_label("role", "web").await;
-    let mut objects = vec![mk_namespace("shop", &[])];
+    let mut objects = vec![mk_namespace("shop")];
     let deployments: Vec<ObservedObject> = (0..DEPLOYMENTS)
         .map(|d| {
-            mk_deployment(
-                &format!("app-{d:02}"),
-                "shop",
+            template_annotated(
+                mk_deployment(&format!("app-{d:02}"), "shop"),
                 &[("bulkhead.io/role", "web")],
             )
         })

@@ -10,8 +10,10 @@
 
 pub mod admin;
 pub mod bus;
+pub mod commit;
 pub mod config;
 pub mod health;
+pub mod intern;
 pub mod metrics;
 pub mod projection;
 pub mod shutdown;

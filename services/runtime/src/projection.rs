@@ -13,6 +13,7 @@
 //! together in one sled value, so a restart resumes exactly after the last applied event:
 //! nothing is applied twice, nothing is skipped.
 
+use std::path::Path;
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::bus::TypedBus;
+use crate::commit::APPLY_TIMEOUT;
+
+/// How long to wait before asking an unavailable log again while catching up.
+const CATCH_UP_RETRY: Duration = Duration::from_millis(200);
 
 /// A service's state as a function of the log.
 pub trait Projection: Serialize + DeserializeOwned + Default + Send + Sync + 'static {
@@ -35,6 +40,11 @@ pub trait Projection: Serialize + DeserializeOwned + Default + Send + Sync + 'st
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectionError {
+    #[error("cannot open the checkpoint store in {path}: {source}")]
+    Open {
+        path: std::path::PathBuf,
+        source: sled::Error,
+    },
     #[error("checkpoint store: {0}")]
     Store(#[from] sled::Error),
     #[error("checkpoint {name} cannot be decoded: {reason}")]
@@ -48,7 +58,7 @@ pub enum ProjectionError {
 impl ProjectionError {
     pub fn kind(&self) -> &'static str {
         match self {
-            ProjectionError::Store(_) => "store",
+            ProjectionError::Open { .. } | ProjectionError::Store(_) => "store",
             ProjectionError::Corrupt { .. } => "corrupt",
             ProjectionError::Encode { .. } => "encode",
             ProjectionError::Unwritten { .. } => "unwritten",
@@ -76,7 +86,7 @@ struct Checkpoint<P> {
 const CHECKPOINT_DB_CACHE_BYTES: u64 = 4 * 1024 * 1024;
 
 /// Opens (or creates) a service's own sled database for its checkpoints.
-pub fn open_checkpoint_db(path: &std::path::Path) -> Result<sled::Db, sled::Error> {
+fn open_checkpoint_db(path: &Path) -> Result<sled::Db, sled::Error> {
     sled::Config::new()
         .path(path)
         .cache_capacity(CHECKPOINT_DB_CACHE_BYTES)
@@ -198,6 +208,76 @@ impl<P: Projection> Projected<P> {
             .await
             .is_ok_and(|r| r.is_ok())
     }
+}
+
+/// Runs a service that is projection `name` of the log until `shutdown`: opens its checkpoint
+/// database in `data_dir`, follows the log, and once the projection holds what the log held
+/// (serving before would answer from the past), runs `serve` with the projection's handle and
+/// a stop token. Whichever ends first stops the other; following's error comes first.
+pub async fn run_service<P: Projection, E: From<ProjectionError>>(
+    bus: &TypedBus,
+    data_dir: &Path,
+    name: &str,
+    shutdown: &CancellationToken,
+    serve: impl AsyncFnOnce(Projected<P>, &CancellationToken) -> Result<(), E>,
+) -> Result<(), E> {
+    let db = open_checkpoint_db(data_dir).map_err(|source| ProjectionError::Open {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    let store = CheckpointStore::open(&db, name)?;
+    let stop = shutdown.child_token();
+    let (projected, follow) = start::<P>(
+        bus.clone(),
+        store,
+        ProjectionOptions::default(),
+        stop.clone(),
+    )?;
+    let following = async {
+        let followed = follow.await;
+        stop.cancel();
+        followed.map_err(E::from)
+    };
+    let serving = async {
+        let served = if catch_up(bus, &projected, &stop).await {
+            serve(projected, &stop).await
+        } else {
+            Ok(())
+        };
+        stop.cancel();
+        served
+    };
+    let (followed, served) = tokio::join!(following, serving);
+    followed.and(served)
+}
+
+/// Waits until `projected` has applied everything the log held when this was called; false
+/// on `stop`.
+async fn catch_up<P: Projection>(
+    bus: &TypedBus,
+    projected: &Projected<P>,
+    stop: &CancellationToken,
+) -> bool {
+    let options = ProjectionOptions::default();
+    while !stop.is_cancelled() {
+        let request = ReadRequest {
+            from_seq: projected.applied_seq() + 1,
+            limit: 1,
+        };
+        let read = bus
+            .request::<_, ReadReply>(&Subject::eventlog_read(), &request, options.request_timeout)
+            .await;
+        if let Ok(ReadReply::Events { last_seq, .. }) = read.map(|reply| reply.message)
+            && projected.wait_for(last_seq, APPLY_TIMEOUT).await
+        {
+            return true;
+        }
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            _ = tokio::time::sleep(CATCH_UP_RETRY) => {}
+        }
+    }
+    false
 }
 
 /// Loads the checkpoint and returns the projection's handle and the task that keeps it

@@ -10,8 +10,9 @@
 //! One run measures, every Bulkhead service its own `bulkhead serve` process:
 //! - **converge**: from clusterlink's start to every object of the simulated cluster committed
 //!   in the log and counted by inventory's cluster view;
-//! - **memory**: inventory's resident memory before clusterlink starts and once converged, per
-//!   pod of the cluster;
+//! - **memory**: inventory's resident memory before clusterlink starts and once converged and
+//!   every node, pod, deployment and service carries the four effective labels labeling would
+//!   write (appended to `effective/<cluster>` as labeling does), per pod of the cluster;
 //! - **change → commit**: pods relabelled in the simulator at a steady rate; for each, the time
 //!   until the log publishes the committed `ObjectApplied` that carries the new label;
 //! - **floors**, in the same run: the log alone taking the same events in report-sized batches
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail, ensure};
 use bulkhead_kubesim::{Kind, SimConfig, Simulator};
 use bulkhead_loadtest::control_plane::{ControlPlane, REQUEST_TIMEOUT, bulkhead_binary};
-use bulkhead_loadtest::eventlog::{append_floor, follow_stream};
+use bulkhead_loadtest::eventlog::{append_floor, append_to, follow_stream};
 use bulkhead_loadtest::nats::Installed;
 use bulkhead_loadtest::process::interrupted;
 use bulkhead_loadtest::report::{Goal, millis, ratio, table};
@@ -37,8 +38,12 @@ use bulkhead_runtime::bus::TypedBus;
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::NewEvent;
 use bulkhead_schema::messages::inventory::{
-    ClusterView, InventoryEvent, InventoryItems, InventoryQuery, InventoryQueryKind,
-    InventoryReply, ResourceKind,
+    ClusterView, InventoryEvent, InventoryFilter, InventoryItems, InventoryQuery,
+    InventoryQueryKind, InventoryReply, LabelSelector, ResourceKind,
+};
+use bulkhead_schema::messages::labeling::{
+    EffectiveLabel, EnforcementMode, EntityKind, EntityLabels, EntityRef, LabelSource,
+    LabelingEvent, OutputPosition, label_href,
 };
 use clap::Parser;
 use hdrhistogram::Histogram;
@@ -75,6 +80,8 @@ const CONVERGE_LIMIT: Duration = Duration::from_secs(300);
 const CHANGE_LABEL: &str = "bench.bulkhead.io/change";
 /// What clusterlink batches into one report (its default `report_batch_size`).
 const REPORT_BATCH: usize = 500;
+/// Entities per `effective_labels` event the benchmark writes (about 150 B each).
+const ENTITIES_PER_EVENT: usize = 100;
 /// What one append may carry, with room for the envelope (the log's limit is 512 KiB).
 const APPEND_BYTES: usize = 448 * 1024;
 const TARGET_CONVERGE: Duration = Duration::from_secs(10);
@@ -171,6 +178,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         );
         tokio::time::sleep(POLL).await;
     };
+    let memory_converged = plane.inventory.settled_resident_bytes().await?;
+    let labelled_pods = write_effective_labels(&bus, &cluster.id, &simulator).await?;
+    wait_labelled(&bus, labelled_pods).await?;
     let memory_after = plane.inventory.settled_resident_bytes().await?;
     let (events, bytes, pod_event_bytes) = {
         let seen = committed.lock().unwrap();
@@ -214,7 +224,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         ),
     ]);
     out.add_row(vec![
-        "inventory memory per pod".to_owned(),
+        "inventory memory per pod, effective labels included".to_owned(),
         format!("{per_pod:.0} B"),
         format!("{pod_event_bytes} B (a pod's event, MessagePack)"),
         ratio(per_pod, pod_event_bytes as f64, Goal::None),
@@ -248,9 +258,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
     println!();
     println!("{out}");
     println!(
-        "\ninventory resident memory: {:.1} MiB before clusterlink, {:.1} MiB converged; \
-         {events} events ({:.1} MiB) committed while converging; {} changes, max {}",
+        "\ninventory resident memory: {:.1} MiB before clusterlink, {:.1} MiB converged, {:.1} MiB \
+         with effective labels; {events} events ({:.1} MiB) committed while converging; {} changes, max {}",
         memory_before as f64 / 1048576.0,
+        memory_converged as f64 / 1048576.0,
         memory_after as f64 / 1048576.0,
         bytes as f64 / 1048576.0,
         latency.len(),
@@ -258,6 +269,121 @@ async fn run(args: Args) -> anyhow::Result<()> {
     );
     sim.stop().await;
     Ok(())
+}
+
+/// Appends, as labeling would, four effective labels (`role` of five, `app` of its own, `env`,
+/// `loc`) for every node, pod on the pod network, deployment and service of the simulator, in
+/// appends of [`REPORT_BATCH`] entities; the number of pods labelled.
+async fn write_effective_labels(
+    bus: &TypedBus,
+    cluster_id: &str,
+    simulator: &Simulator,
+) -> anyhow::Result<usize> {
+    let mut apps: HashMap<String, u32> = HashMap::new();
+    let mut entities = Vec::new();
+    let mut pods = 0;
+    for (kind, entity_kind) in [
+        (Kind::Node, EntityKind::Node),
+        (Kind::Pod, EntityKind::Pod),
+        (Kind::Deployment, EntityKind::KubeWorkload),
+        (Kind::Service, EntityKind::Service),
+    ] {
+        for object in simulator.list(kind, None) {
+            if object["spec"]["hostNetwork"] == serde_json::json!(true) {
+                continue;
+            }
+            pods += usize::from(kind == Kind::Pod);
+            let meta = &object["metadata"];
+            let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+            let app = text(&meta["labels"]["app"]);
+            let next = 100 + apps.len() as u32;
+            let app_id = *apps.entry(app.clone()).or_insert(next);
+            let label = |key: &str, id: u32, value: String| {
+                let label = EffectiveLabel {
+                    href: label_href(id),
+                    value,
+                    source: LabelSource::Profile,
+                };
+                (key.to_owned(), label)
+            };
+            entities.push(EntityLabels {
+                entity: EntityRef {
+                    kind: entity_kind,
+                    uid: text(&meta["uid"]),
+                    namespace: text(&meta["namespace"]),
+                    name: text(&meta["name"]),
+                },
+                managed: true,
+                enforcement_mode: Some(EnforcementMode::Full),
+                labels: [
+                    label("role", 10 + app_id % 5, format!("role-{}", app_id % 5)),
+                    label("app", app_id, app),
+                    label("env", 2, "prod".into()),
+                    label("loc", 1, "eu".into()),
+                ]
+                .into(),
+                removed: false,
+            });
+        }
+    }
+    let stream = LabelingEvent::effective_stream(cluster_id);
+    for (i, chunk) in entities.chunks(REPORT_BATCH).enumerate() {
+        // Events of at most ENTITIES_PER_EVENT entities, as labeling keeps each event under the
+        // log's event size limit.
+        let events = chunk
+            .chunks(ENTITIES_PER_EVENT)
+            .map(|entities| {
+                let event = LabelingEvent::EffectiveLabels {
+                    cluster_id: cluster_id.to_owned(),
+                    through: OutputPosition::default(),
+                    entities: entities.to_vec(),
+                };
+                Ok(NewEvent {
+                    event_type: LabelingEvent::EVENT_TYPE.into(),
+                    data: rmp_serde::to_vec_named(&event)?,
+                })
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        append_to(bus, &stream, &format!("bench-effective-{i}"), events).await?;
+    }
+    Ok(pods)
+}
+
+/// Waits until inventory lists `pods` pods by their effective label `loc=eu`.
+async fn wait_labelled(bus: &TypedBus, pods: usize) -> anyhow::Result<()> {
+    let query = InventoryQuery {
+        what: InventoryQueryKind::PodWorkloads,
+        filter: InventoryFilter {
+            labels: vec![vec![LabelSelector::KeyValue {
+                key: "loc".into(),
+                value: "eu".into(),
+            }]],
+            ..Default::default()
+        },
+        offset: 0,
+        limit: 1,
+    };
+    let started = Instant::now();
+    loop {
+        let reply = bus
+            .request::<InventoryQuery, InventoryReply>(
+                &Subject::inventory_query(),
+                &query,
+                REQUEST_TIMEOUT,
+            )
+            .await?
+            .message;
+        match reply {
+            InventoryReply::Page(page) if page.total as usize >= pods => return Ok(()),
+            InventoryReply::Page(_) => {}
+            InventoryReply::Rejected { kind, reason } => bail!("labelled pods: {kind:?}: {reason}"),
+        }
+        ensure!(
+            started.elapsed() < CONVERGE_LIMIT,
+            "inventory did not show every pod's effective labels within {CONVERGE_LIMIT:?}"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Object counts by kind in the simulator: what the log must hold once converged.

@@ -29,13 +29,10 @@ fn small_cluster() -> Vec<ObservedObject> {
     let shop = |object| labeled(object, &[("app", "shop")]);
     let deploy = mk_deployment("web", "shop");
     let rs = mk_replica_set("web-1", "shop", Some(&deploy));
-    let pod = |name, ip, host| shop(placed(mk_pod(name, "shop", Some(&rs)), "node-1", ip, host));
-    let a = pod("web-1-a", "10.244.1.2", false);
-    let b = pod("web-1-b", "10.244.1.3", false);
-    let host = ObservedObject {
-        owner: None,
-        ..pod("node-exporter", "192.168.0.1", true)
-    };
+    let pod = |name, owner, ip, host| shop(placed(mk_pod(name, "shop", owner), "node-1", ip, host));
+    let a = pod("web-1-a", Some(&rs), "10.244.1.2", false);
+    let b = pod("web-1-b", Some(&rs), "10.244.1.3", false);
+    let host = pod("node-exporter", None, "192.168.0.1", true);
     // Kubernetes uids are unique across kinds, and labeling finds entities by uid alone.
     let service = ObservedObject {
         uid: "web-svc-uid".into(),

@@ -552,7 +552,10 @@ async fn profiles_follow_the_template_and_link_by_pairing_key() {
         .report(
             &cluster,
             vec![
-                annotated(mk_namespace("payments"), &[("bulkhead.io/pairing-key", &key)]),
+                annotated(
+                    mk_namespace("payments"),
+                    &[("bulkhead.io/pairing-key", &key)],
+                ),
                 mk_namespace("shop"),
             ],
         )
@@ -609,7 +612,10 @@ async fn label_maps_are_put_listed_and_deleted_beside_custom_resources() {
     let id = cluster.0.clone();
     let name_to_app = mk_map_item("app.kubernetes.io/name", "app", &[], false);
     stack
-        .report(&cluster, vec![mk_label_map("from-cluster", vec![], vec![name_to_app])])
+        .report(
+            &cluster,
+            vec![mk_label_map("from-cluster", vec![], vec![name_to_app])],
+        )
         .await;
     let maps = format!("/container_clusters/{id}/label_maps");
     stack

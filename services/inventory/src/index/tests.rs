@@ -1,31 +1,30 @@
 //! The index and its views, with plain `#[test]`s over fixture builders (`mk_*`), in the manner
 //! of linkerd2's policy-controller index tests.
 
-use std::collections::{BTreeMap, HashMap};
-
 use bulkhead_runtime::projection::Projection;
 use bulkhead_schema::WireMessage;
 use bulkhead_schema::messages::eventlog::RecordedEvent;
 use bulkhead_schema::messages::inventory::{
     AssignedLabel, BackendView, ClusterCredentials, ClusterError, EffectiveLabeling,
     InventoryEvent, InventoryFilter, InventoryItems, InventoryPage, InventoryQuery,
-    InventoryQueryKind, InventoryRejection, KubeWorkloadView, LabelMapItem, LabelSelector,
-    ObjectDetails, ObservedObject, OwnerRef, PodRef, ResourceKind, ServicePort, SliceEndpoint,
-    SlicePort, SyncState, ValueMapping, WorkloadRef,
+    InventoryQueryKind, InventoryRejection, KubeWorkloadView, LabelSelector, ObjectDetails,
+    ObservedObject, OwnerRef, PodRef, ResourceKind, SliceEndpoint, SlicePort, SyncState,
+    WorkloadRef,
 };
 use bulkhead_schema::messages::labeling::{
-    EffectiveLabel, EnforcementMode, EntityKind, EntityLabels, EntityRef, LabelId, LabelMapOrigin,
-    LabelSource, LabelingEvent, OutputPosition, label_group_href, label_href,
+    EnforcementMode, EntityKind, EntityLabels, LabelId, LabelMapOrigin, LabelSource, LabelingEvent,
+    OutputPosition, label_group_href, label_href,
+};
+
+use bulkhead_schema::testing::{
+    self, Recorder, mk_deployment, mk_entity_labels, mk_label_map, mk_map_item, mk_namespace,
+    mk_node, mk_pod, mk_replica_set, mk_service, mk_slice, mk_workload, placed, uid,
 };
 
 use super::*;
 use crate::views::{Presence, Refusal};
 
 // --- fixtures -------------------------------------------------------------------------------
-
-pub(crate) fn uid(name: &str) -> String {
-    format!("{name}-uid")
-}
 
 pub(crate) fn mk_cluster_created(cluster_id: &str, name: &str) -> InventoryEvent {
     InventoryEvent::ClusterCreated {
@@ -43,251 +42,28 @@ pub(crate) fn recorded(
     stream_version: u64,
     event: &InventoryEvent,
 ) -> RecordedEvent {
-    recorded_on(&InventoryEvent::stream(cluster_id), stream_version, event)
-}
-
-/// The event as the log would record it on `stream`.
-fn recorded_on<E: WireMessage>(stream: &str, stream_version: u64, event: &E) -> RecordedEvent {
-    RecordedEvent {
-        seq: stream_version,
-        stream: stream.into(),
-        stream_version,
-        event_type: E::TYPE.into(),
-        data: rmp_serde::to_vec_named(event).unwrap(),
-        idempotency_key: format!("k-{stream}-{stream_version}"),
-        committed_at_ms: 1_700_000_000_000,
-    }
-}
-
-fn mk_object(
-    kind: ResourceKind,
-    name: &str,
-    namespace: &str,
-    owner: Option<&ObservedObject>,
-    details: ObjectDetails,
-) -> ObservedObject {
-    ObservedObject {
-        kind,
-        uid: uid(name),
-        namespace: namespace.into(),
-        name: name.into(),
-        resource_version: "1".into(),
-        labels: [("app".to_owned(), name.split('-').next().unwrap().to_owned())].into(),
-        annotations: BTreeMap::new(),
-        owner: owner.map(|o| OwnerRef {
-            kind: o.kind.kube_kind().into(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
-        }),
-        details,
-    }
-}
-
-pub(crate) fn mk_namespace(name: &str) -> ObservedObject {
-    mk_object(
-        ResourceKind::Namespace,
-        name,
-        "",
-        None,
-        ObjectDetails::Namespace {},
-    )
-}
-
-pub(crate) fn mk_node(name: &str, machine_id: &str) -> ObservedObject {
-    mk_object(
-        ResourceKind::Node,
-        name,
-        "",
-        None,
-        ObjectDetails::Node {
-            machine_id: machine_id.into(),
-            addresses: vec![format!("192.168.0.{}", name.len())],
-            pod_cidrs: vec!["10.244.1.0/24".into()],
-            roles: vec!["worker".into()],
-            kubelet_version: "v1.33.1".into(),
-        },
-    )
-}
-
-/// A running pod on `node-1` with one IP; owned by `owner` when given.
-pub(crate) fn mk_pod(
-    name: &str,
-    namespace: &str,
-    owner: Option<&ObservedObject>,
-) -> ObservedObject {
-    mk_object(
-        ResourceKind::Pod,
-        name,
-        namespace,
-        owner,
-        ObjectDetails::Pod {
-            node_name: "node-1".into(),
-            ips: vec![format!("10.244.1.{}", name.len())],
-            host_network: false,
-            phase: "Running".into(),
-            containers: vec!["app".into()],
-        },
-    )
-}
-
-fn placed(mut pod: ObservedObject, node: &str, ip: &str, host: bool) -> ObservedObject {
-    if let ObjectDetails::Pod {
-        node_name,
-        ips,
-        host_network,
-        ..
-    } = &mut pod.details
-    {
-        *node_name = node.into();
-        *ips = vec![ip.into()];
-        *host_network = host;
-    }
-    pod
-}
-
-pub(crate) fn mk_workload(
-    kind: ResourceKind,
-    name: &str,
-    namespace: &str,
-    owner: Option<&ObservedObject>,
-) -> ObservedObject {
-    mk_object(
-        kind,
-        name,
-        namespace,
-        owner,
-        ObjectDetails::Workload {
-            template_labels: [("app".to_owned(), name.to_owned())].into(),
-            template_annotations: BTreeMap::new(),
-            replicas: Some(2),
-        },
-    )
-}
-
-pub(crate) fn mk_deployment(name: &str, namespace: &str) -> ObservedObject {
-    mk_workload(ResourceKind::Deployment, name, namespace, None)
-}
-
-pub(crate) fn mk_rs(name: &str, namespace: &str, owner: Option<&ObservedObject>) -> ObservedObject {
-    mk_workload(ResourceKind::ReplicaSet, name, namespace, owner)
-}
-
-pub(crate) fn mk_service(name: &str, namespace: &str) -> ObservedObject {
-    mk_object(
-        ResourceKind::Service,
-        name,
-        namespace,
-        None,
-        ObjectDetails::Service {
-            service_type: "ClusterIP".into(),
-            cluster_ips: vec!["10.96.0.10".into()],
-            ports: vec![ServicePort {
-                name: "http".into(),
-                port: 80,
-                target_port: "http".into(),
-                protocol: "TCP".into(),
-                node_port: None,
-            }],
-            selector: [("app".to_owned(), name.to_owned())].into(),
-        },
-    )
+    testing::recorded(&InventoryEvent::stream(cluster_id), stream_version, event)
 }
 
 /// A LabelMap mapping `app.kubernetes.io/name` to `app` and node zones to `loc`.
-pub(crate) fn mk_label_map(name: &str) -> ObservedObject {
-    let item = |from_key: &str, to_key: &str| LabelMapItem {
-        from_key: from_key.into(),
-        to_key: to_key.into(),
-        values_map: vec![],
-        allow_create: false,
-    };
-    let zone = LabelMapItem {
-        values_map: vec![ValueMapping {
-            from: "us-east-1a".into(),
-            to: "east".into(),
-        }],
-        allow_create: true,
-        ..item("topology.kubernetes.io/zone", "loc")
-    };
-    mk_object(
-        ResourceKind::LabelMap,
-        name,
-        "",
-        None,
-        ObjectDetails::LabelMap {
-            node_label_map: vec![zone],
-            workload_label_map: vec![item("app.kubernetes.io/name", "app")],
-        },
-    )
+fn mk_zone_and_app_map(name: &str) -> ObservedObject {
+    let zone = mk_map_item(
+        "topology.kubernetes.io/zone",
+        "loc",
+        &[("us-east-1a", "east")],
+        true,
+    );
+    let app = mk_map_item("app.kubernetes.io/name", "app", &[], false);
+    mk_label_map(name, vec![zone], vec![app])
 }
 
-/// A slice of `service` with one ready endpoint per pod.
-pub(crate) fn mk_slice(
-    name: &str,
-    namespace: &str,
-    service: &str,
-    pods: &[&ObservedObject],
-) -> ObservedObject {
-    let endpoints = pods
-        .iter()
-        .map(|pod| {
-            let ObjectDetails::Pod { ips, node_name, .. } = &pod.details else {
-                panic!("endpoints are pods")
-            };
-            SliceEndpoint {
-                addresses: ips.clone(),
-                ready: true,
-                pod_uid: Some(pod.uid.clone()),
-                node_name: node_name.clone(),
-            }
-        })
-        .collect();
-    mk_object(
-        ResourceKind::EndpointSlice,
-        name,
-        namespace,
-        None,
-        ObjectDetails::EndpointSlice {
-            service_name: service.into(),
-            endpoints,
-            ports: vec![SlicePort {
-                name: "http".into(),
-                port: 8080,
-                protocol: "TCP".into(),
-            }],
-        },
+/// What labeling writes of a pod of the front: `role=front` (id 1), `env=prod` (id 3).
+fn front_labels(pod: &ObservedObject) -> EntityLabels {
+    mk_entity_labels(
+        EntityKind::Pod,
+        pod,
+        &[("role", 1, "front"), ("env", 3, "prod")],
     )
-}
-
-/// What labeling writes of `object` as an entity of `kind`: managed, enforced in full, with
-/// these labels (key, label id, value), each from the namespace's profile.
-pub(crate) fn mk_entity_labels(
-    kind: EntityKind,
-    object: &ObservedObject,
-    labels: &[(&str, LabelId, &str)],
-) -> EntityLabels {
-    EntityLabels {
-        entity: EntityRef {
-            kind,
-            uid: object.uid.clone(),
-            namespace: object.namespace.clone(),
-            name: object.name.clone(),
-        },
-        managed: true,
-        enforcement_mode: Some(EnforcementMode::Full),
-        labels: labels
-            .iter()
-            .map(|(key, id, value)| {
-                let label = EffectiveLabel {
-                    href: label_href(*id),
-                    value: (*value).into(),
-                    source: LabelSource::Profile,
-                };
-                ((*key).to_owned(), label)
-            })
-            .collect(),
-        removed: false,
-    }
 }
 
 /// What labeling writes of an entity that went.
@@ -311,7 +87,7 @@ fn sourced(mut entity: EntityLabels, key: &str, source: LabelSource) -> EntityLa
 #[derive(Default)]
 struct Log {
     index: Index,
-    versions: HashMap<String, u64>,
+    recorder: Recorder,
 }
 
 const C1: &str = "c1";
@@ -331,9 +107,7 @@ impl Log {
     }
 
     fn record<E: WireMessage>(&mut self, stream: &str, event: &E) {
-        let version = self.versions.entry(stream.into()).or_default();
-        *version += 1;
-        self.index.apply(&recorded_on(stream, *version, event));
+        self.index.apply(&self.recorder.record(stream, event));
     }
 
     /// Labeling's output for `cluster_id`.
@@ -344,6 +118,16 @@ impl Log {
             entities: entities.to_vec(),
         };
         self.record(&LabelingEvent::effective_stream(cluster_id), &event);
+    }
+
+    /// Labeling's output of one entity of `C1`, with these labels (key, id, value).
+    fn label(
+        &mut self,
+        kind: EntityKind,
+        object: &ObservedObject,
+        labels: &[(&str, LabelId, &str)],
+    ) {
+        self.labeling(C1, &[mk_entity_labels(kind, object, labels)]);
     }
 
     fn apply(&mut self, cluster_id: &str, objects: &[&ObservedObject]) {
@@ -697,7 +481,7 @@ fn objects_of_a_kind_with_mismatched_details_are_not_taken() {
     let mut no_uid = mk_node("n", "m");
     no_uid.uid.clear();
     assert!(validate_observation(&no_uid).is_err());
-    let mut label_map_as_namespace = mk_label_map("default");
+    let mut label_map_as_namespace = mk_zone_and_app_map("default");
     label_map_as_namespace.kind = ResourceKind::Namespace;
     assert!(validate_observation(&label_map_as_namespace).is_err());
 }
@@ -705,7 +489,7 @@ fn objects_of_a_kind_with_mismatched_details_are_not_taken() {
 #[test]
 fn label_maps_are_held_as_observed_and_appear_in_no_view() {
     let mut log = Log::with_clusters(&[C1]);
-    let map = mk_label_map("default");
+    let map = mk_zone_and_app_map("default");
     log.apply(C1, &[&map, &mk_node("n1", "m1")]);
     let cluster = log.index.cluster(C1).unwrap();
     let held = cluster.object(ResourceKind::LabelMap, &map.uid).unwrap();
@@ -824,7 +608,7 @@ fn host_network_pods_belong_to_their_node_not_to_pod_workloads() {
 fn pod_workloads_carry_ips_node_containers_and_their_owner_chain() {
     let mut log = Log::with_clusters(&[C1]);
     let deploy = mk_deployment("web", "shop");
-    let rs = mk_rs("web-7c9f", "shop", Some(&deploy));
+    let rs = mk_replica_set("web-7c9f", "shop", Some(&deploy));
     let pod = placed(
         mk_pod("web-7c9f-a", "shop", Some(&rs)),
         "n2",
@@ -1034,8 +818,8 @@ fn kube_workloads_are_the_tops_of_owner_chains_with_their_pods_ips() {
     use ResourceKind as K;
     let mut log = Log::with_clusters(&[C1]);
     let deploy = mk_deployment("web", "shop");
-    let rs = mk_rs("web-7c9f", "shop", Some(&deploy));
-    let old_rs = mk_rs("web-55aa", "shop", Some(&deploy));
+    let rs = mk_replica_set("web-7c9f", "shop", Some(&deploy));
+    let old_rs = mk_replica_set("web-55aa", "shop", Some(&deploy));
     let web_a = placed(
         mk_pod("web-7c9f-a", "shop", Some(&rs)),
         "n1",
@@ -1199,7 +983,7 @@ fn kube_workloads_are_the_tops_of_owner_chains_with_their_pods_ips() {
 fn an_owner_not_observed_yet_is_the_workload_by_reference() {
     let mut log = Log::with_clusters(&[C1]);
     let deploy = mk_deployment("api", "shop");
-    let rs = mk_rs("api-1", "shop", Some(&deploy));
+    let rs = mk_replica_set("api-1", "shop", Some(&deploy));
     let pod = mk_pod("api-1-a", "shop", Some(&rs));
     log.apply(C1, &[&rs, &pod]);
     let views = list!(&log.index, KubeWorkloads, in_cluster(C1));
@@ -1240,8 +1024,8 @@ fn an_owner_not_observed_yet_is_the_workload_by_reference() {
 #[test]
 fn owner_cycles_end() {
     let mut log = Log::with_clusters(&[C1]);
-    let mut a = mk_rs("a", "ns", None);
-    let b = mk_rs("b", "ns", Some(&a));
+    let mut a = mk_replica_set("a", "ns", None);
+    let b = mk_replica_set("b", "ns", Some(&a));
     a.owner = Some(OwnerRef {
         kind: "ReplicaSet".into(),
         name: "b".into(),
@@ -1264,7 +1048,7 @@ fn services_bind_to_backends_through_endpoint_slices_whatever_made_the_pods() {
     // `pod-template-hash` would miss all three
     let ds = mk_workload(K::DaemonSet, "agent", "ops", None);
     let agent = placed(mk_pod("agent-x", "ops", Some(&ds)), "n1", "10.0.1.1", false);
-    let rs = mk_rs("cache-5d", "ops", None);
+    let rs = mk_replica_set("cache-5d", "ops", None);
     let cache = placed(
         mk_pod("cache-5d-a", "ops", Some(&rs)),
         "n2",
@@ -1440,7 +1224,7 @@ fn effective_labels_show_in_every_labeled_view_with_their_provenance() {
     let mut log = Log::with_clusters(&[C1]);
     let node = mk_node("n1", "m1");
     let deploy = mk_deployment("web", "shop");
-    let rs = mk_rs("web-1", "shop", Some(&deploy));
+    let rs = mk_replica_set("web-1", "shop", Some(&deploy));
     let pod = mk_pod("web-1-a", "shop", Some(&rs));
     let bare = mk_pod("debug", "shop", None);
     let unobserved_job = mk_workload(ResourceKind::Job, "batch", "shop", None);
@@ -1464,11 +1248,7 @@ fn effective_labels_show_in_every_labeled_view_with_their_provenance() {
         map: "default".into(),
         from_key: "topology.kubernetes.io/zone".into(),
     };
-    let front = mk_entity_labels(
-        EntityKind::Pod,
-        &pod,
-        &[("role", 1, "front"), ("env", 3, "prod")],
-    );
+    let front = front_labels(&pod);
     log.labeling(
         C1,
         &[
@@ -1575,14 +1355,7 @@ fn labels_follow_their_entity_through_changes_removal_and_deletion() {
         pods.into_iter().find(|p| p.name == "p").unwrap().labeling
     };
     log.apply(C1, &[&pod]);
-    log.labeling(
-        C1,
-        &[mk_entity_labels(
-            EntityKind::Pod,
-            &pod,
-            &[("role", 1, "web")],
-        )],
-    );
+    log.label(EntityKind::Pod, &pod, &[("role", 1, "web")]);
 
     // labeling writes labels when they change, not when the pod does
     let mut changed = pod.clone();
@@ -1591,49 +1364,28 @@ fn labels_follow_their_entity_through_changes_removal_and_deletion() {
     log.apply(C1, &[&changed]);
     assert_eq!(shown(&labels_of_p(&log)), ["role=web"]);
 
-    log.labeling(
-        C1,
-        &[mk_entity_labels(
-            EntityKind::Pod,
-            &pod,
-            &[("env", 3, "prod")],
-        )],
-    );
+    log.label(EntityKind::Pod, &pod, &[("env", 3, "prod")]);
     assert_eq!(shown(&labels_of_p(&log)), ["env=prod"], "replaced whole");
 
     log.labeling(C1, &[mk_removed(EntityKind::Pod, &pod)]);
     assert_eq!(labels_of_p(&log), None);
 
-    log.labeling(
-        C1,
-        &[mk_entity_labels(
-            EntityKind::Pod,
-            &pod,
-            &[("role", 1, "web")],
-        )],
-    );
+    log.label(EntityKind::Pod, &pod, &[("role", 1, "web")]);
     log.delete(C1, ResourceKind::Pod, "p");
     log.apply(C1, &[&pod]);
     assert_eq!(labels_of_p(&log), None, "they went with the pod");
 
     // a controller that is no longer at the top of its chain: labeling removes it
-    let rs = mk_rs("web-1", "shop", None);
+    let rs = mk_replica_set("web-1", "shop", None);
     log.apply(C1, &[&rs]);
-    log.labeling(
-        C1,
-        &[mk_entity_labels(
-            EntityKind::KubeWorkload,
-            &rs,
-            &[("role", 1, "web")],
-        )],
-    );
+    log.label(EntityKind::KubeWorkload, &rs, &[("role", 1, "web")]);
     let workloads = list!(&log.index, KubeWorkloads, in_cluster(C1));
     assert_eq!(
         shown(&kube_workload(&workloads, "web-1").labeling),
         ["role=web"]
     );
     let deploy = mk_deployment("web", "shop");
-    let mut owned = mk_rs("web-1", "shop", Some(&deploy));
+    let mut owned = mk_replica_set("web-1", "shop", Some(&deploy));
     owned.resource_version = "2".into();
     log.apply(C1, &[&deploy, &owned]);
     log.labeling(
@@ -1661,14 +1413,7 @@ fn labels_written_before_or_after_inventory_holds_the_entity_end_up_right() {
     let pod = mk_pod("p", "shop", None);
 
     // ahead of inventory: kept apart, listed nowhere, taken by the pod when it arrives
-    log.labeling(
-        C1,
-        &[mk_entity_labels(
-            EntityKind::Pod,
-            &pod,
-            &[("role", 1, "web")],
-        )],
-    );
+    log.label(EntityKind::Pod, &pod, &[("role", 1, "web")]);
     assert!(list!(&log.index, PodWorkloads, in_cluster(C1)).is_empty());
     assert_eq!(unclaimed(&log, C1), 1);
     log.apply(C1, &[&pod]);
@@ -1678,41 +1423,20 @@ fn labels_written_before_or_after_inventory_holds_the_entity_end_up_right() {
 
     // behind it (written from labeling's state before the deletion): apart until removed...
     log.delete(C1, ResourceKind::Pod, "p");
-    log.labeling(
-        C1,
-        &[mk_entity_labels(
-            EntityKind::Pod,
-            &pod,
-            &[("env", 3, "prod")],
-        )],
-    );
+    log.label(EntityKind::Pod, &pod, &[("env", 3, "prod")]);
     assert!(list!(&log.index, PodWorkloads, in_cluster(C1)).is_empty());
     assert_eq!(unclaimed(&log, C1), 1);
     log.labeling(C1, &[mk_removed(EntityKind::Pod, &pod)]);
     assert_eq!(unclaimed(&log, C1), 0);
 
     // ... or deleted
-    log.labeling(
-        C1,
-        &[mk_entity_labels(
-            EntityKind::Pod,
-            &pod,
-            &[("env", 3, "prod")],
-        )],
-    );
+    log.label(EntityKind::Pod, &pod, &[("env", 3, "prod")]);
     log.delete(C1, ResourceKind::Pod, "p");
     assert_eq!(unclaimed(&log, C1), 0);
 
     // a kube workload is found whatever its controller's kind
     let agent = mk_workload(ResourceKind::DaemonSet, "agent", "ops", None);
-    log.labeling(
-        C1,
-        &[mk_entity_labels(
-            EntityKind::KubeWorkload,
-            &agent,
-            &[("role", 6, "agent")],
-        )],
-    );
+    log.label(EntityKind::KubeWorkload, &agent, &[("role", 6, "agent")]);
     log.apply(C1, &[&agent]);
     let workloads = list!(&log.index, KubeWorkloads, in_cluster(C1));
     assert_eq!(
@@ -1974,7 +1698,7 @@ fn digests_page_through_uids_in_order() {
 fn a_checkpoint_restores_the_same_state() {
     let mut log = Log::with_clusters(&[C1, C2]);
     let deploy = mk_deployment("web", "shop");
-    let rs = mk_rs("web-1", "shop", Some(&deploy));
+    let rs = mk_replica_set("web-1", "shop", Some(&deploy));
     let pod = mk_pod("web-1-a", "shop", Some(&rs));
     let mut annotated = mk_pod("web-1-b", "shop", Some(&rs));
     annotated
@@ -1991,7 +1715,7 @@ fn a_checkpoint_restores_the_same_state() {
             &annotated,
             &mk_service("web", "shop"),
             &mk_slice("web-x", "shop", "web", &[&pod]),
-            &mk_label_map("default"),
+            &mk_zone_and_app_map("default"),
         ],
     );
     log.event(
@@ -2007,11 +1731,7 @@ fn a_checkpoint_restores_the_same_state() {
     );
     log.apply(C2, &[&mk_pod("lonely", "x", None)]);
     let early = mk_pod("early", "shop", None);
-    let front = mk_entity_labels(
-        EntityKind::Pod,
-        &pod,
-        &[("role", 1, "front"), ("env", 3, "prod")],
-    );
+    let front = front_labels(&pod);
     log.labeling(
         C1,
         &[
@@ -2052,7 +1772,7 @@ fn a_checkpoint_restores_the_same_state() {
     // what the unclaimed labels wait for still claims them
     let mut restored = Log {
         index: restored,
-        versions: log.versions.clone(),
+        recorder: log.recorder.clone(),
     };
     restored.apply(C1, &[&early]);
     let pods = list!(&restored.index, PodWorkloads, in_cluster(C1));

@@ -2,8 +2,8 @@
 //! configuration stream, and the derived events that empty the output queue.
 
 use bulkhead_schema::messages::labeling::{
-    LabelGroupId, LabelId, LabelMapOrigin, LabelRule, LabelingEvent, LoggedSettings, ProfileOrigin,
-    RestrictionMember,
+    LabelGroupId, LabelId, LabelMapOrigin, LabelRule, LabelingEvent, LoggedSettings,
+    OutputPosition, ProfileOrigin, RestrictionMember,
 };
 
 use super::{Index, Profile, Work};
@@ -14,6 +14,21 @@ use crate::pool::Str;
 use crate::rules::{CompiledMaps, Rules};
 
 impl Index {
+    /// A derived event ending at `through` is in the log: what it covers is out of the queue.
+    pub(super) fn apply_derived(
+        &mut self,
+        stream: &str,
+        stream_version: u64,
+        cluster_id: &str,
+        through: OutputPosition,
+    ) {
+        if stream == LabelingEvent::effective_stream(cluster_id)
+            && let Some(cluster) = self.clusters.get_mut(cluster_id)
+        {
+            cluster.output.written(through, stream_version);
+        }
+    }
+
     pub(super) fn apply_labeling(
         &mut self,
         stream: &str,
@@ -33,11 +48,7 @@ impl Index {
             ..
         } = event
         {
-            if stream == LabelingEvent::effective_stream(cluster_id)
-                && let Some(cluster) = self.clusters.get_mut(cluster_id)
-            {
-                cluster.output.written(*through, stream_version);
-            }
+            self.apply_derived(stream, stream_version, cluster_id, *through);
             return;
         }
         if stream != LabelingEvent::CONFIG_STREAM {

@@ -2,17 +2,16 @@
 //! policy-controller index tests: events go in as the log would record them, derived output
 //! comes out through the same queue the service writes from.
 
-use std::collections::{BTreeMap, HashMap};
-
-use bulkhead_schema::messages::eventlog::{ExpectedVersion, RecordedEvent};
-use bulkhead_schema::messages::inventory::{
-    InventoryEvent, LabelMapItem, ObjectDetails, ObservedObject, OwnerRef, ResourceKind,
-    ValueMapping,
-};
+use bulkhead_schema::messages::eventlog::ExpectedVersion;
+use bulkhead_schema::messages::inventory::{InventoryEvent, ObservedObject, ResourceKind};
 use bulkhead_schema::messages::labeling::{
     EnforcementMode, EntityKind, EntityLabels, Href, LabelId, LabelMapSpec, LabelRule, LabelSource,
     LabelingCommand, LabelingEvent, LoggedSettings, ProfileLabel, ProfileSettings,
     RestrictionMember,
+};
+use bulkhead_schema::testing::{
+    Recorder, annotated, labeled, mk_label_map, mk_map_item, mk_namespace, mk_node, mk_pod,
+    mk_service, mk_workload, placed, template_annotated, uid,
 };
 use sha2::{Digest, Sha256};
 
@@ -24,198 +23,6 @@ use crate::plan::{Fresh, Plan, Refusal, plan, plan_created_labels};
 pub(crate) const C1: &str = "c1";
 
 // --- fixtures ----------------------------------------------------------------------------------
-
-pub(crate) fn uid(name: &str) -> String {
-    format!("{name}-uid")
-}
-
-fn pairs(list: &[(&str, &str)]) -> BTreeMap<String, String> {
-    list.iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn mk_object(
-    kind: ResourceKind,
-    name: &str,
-    namespace: &str,
-    owner: Option<&ObservedObject>,
-    details: ObjectDetails,
-) -> ObservedObject {
-    ObservedObject {
-        kind,
-        uid: uid(name),
-        namespace: namespace.into(),
-        name: name.into(),
-        resource_version: "1".into(),
-        labels: BTreeMap::new(),
-        annotations: BTreeMap::new(),
-        owner: owner.map(|o| OwnerRef {
-            kind: o.kind.kube_kind().into(),
-            name: o.name.clone(),
-            uid: o.uid.clone(),
-        }),
-        details,
-    }
-}
-
-pub(crate) fn mk_namespace(name: &str) -> ObservedObject {
-    mk_object(
-        ResourceKind::Namespace,
-        name,
-        "",
-        None,
-        ObjectDetails::Namespace {},
-    )
-}
-
-pub(crate) fn mk_node(name: &str) -> ObservedObject {
-    mk_object(
-        ResourceKind::Node,
-        name,
-        "",
-        None,
-        ObjectDetails::Node {
-            machine_id: format!("{name}-machine"),
-            addresses: vec!["192.168.0.1".into()],
-            pod_cidrs: vec![],
-            roles: vec![],
-            kubelet_version: "v1.33.1".into(),
-        },
-    )
-}
-
-/// A pod on `node-1`, on the pod network; owned by `owner` when given.
-pub(crate) fn mk_pod(
-    name: &str,
-    namespace: &str,
-    owner: Option<&ObservedObject>,
-) -> ObservedObject {
-    mk_object(
-        ResourceKind::Pod,
-        name,
-        namespace,
-        owner,
-        ObjectDetails::Pod {
-            node_name: "node-1".into(),
-            ips: vec!["10.244.1.7".into()],
-            host_network: false,
-            phase: "Running".into(),
-            containers: vec!["app".into()],
-        },
-    )
-}
-
-pub(crate) fn mk_controller(
-    kind: ResourceKind,
-    name: &str,
-    namespace: &str,
-    owner: Option<&ObservedObject>,
-) -> ObservedObject {
-    mk_object(
-        kind,
-        name,
-        namespace,
-        owner,
-        ObjectDetails::Workload {
-            template_labels: BTreeMap::new(),
-            template_annotations: BTreeMap::new(),
-            replicas: Some(1),
-        },
-    )
-}
-
-pub(crate) fn mk_service(name: &str, namespace: &str) -> ObservedObject {
-    mk_object(
-        ResourceKind::Service,
-        name,
-        namespace,
-        None,
-        ObjectDetails::Service {
-            service_type: "ClusterIP".into(),
-            cluster_ips: vec!["10.96.0.10".into()],
-            ports: vec![],
-            selector: BTreeMap::new(),
-        },
-    )
-}
-
-pub(crate) fn mk_label_map_object(name: &str, spec: LabelMapSpec) -> ObservedObject {
-    mk_object(
-        ResourceKind::LabelMap,
-        name,
-        "",
-        None,
-        ObjectDetails::LabelMap {
-            node_label_map: spec.node_label_map,
-            workload_label_map: spec.workload_label_map,
-        },
-    )
-}
-
-pub(crate) fn mk_map_item(
-    from_key: &str,
-    to_key: &str,
-    values: &[(&str, &str)],
-    create: bool,
-) -> LabelMapItem {
-    LabelMapItem {
-        from_key: from_key.into(),
-        to_key: to_key.into(),
-        values_map: values
-            .iter()
-            .map(|(from, to)| ValueMapping {
-                from: (*from).into(),
-                to: (*to).into(),
-            })
-            .collect(),
-        allow_create: create,
-    }
-}
-
-pub(crate) fn annotated(mut object: ObservedObject, list: &[(&str, &str)]) -> ObservedObject {
-    object.annotations = pairs(list);
-    object.resource_version.push('+');
-    object
-}
-
-pub(crate) fn labeled(mut object: ObservedObject, list: &[(&str, &str)]) -> ObservedObject {
-    match &mut object.details {
-        ObjectDetails::Workload {
-            template_labels, ..
-        } => *template_labels = pairs(list),
-        _ => object.labels = pairs(list),
-    }
-    object.resource_version.push('+');
-    object
-}
-
-pub(crate) fn template_annotated(
-    mut object: ObservedObject,
-    list: &[(&str, &str)],
-) -> ObservedObject {
-    if let ObjectDetails::Workload {
-        template_annotations,
-        ..
-    } = &mut object.details
-    {
-        *template_annotations = pairs(list);
-    }
-    object
-}
-
-pub(crate) fn placed(mut pod: ObservedObject, node: &str, host: bool) -> ObservedObject {
-    if let ObjectDetails::Pod {
-        node_name,
-        host_network,
-        ..
-    } = &mut pod.details
-    {
-        *node_name = node.into();
-        *host_network = host;
-    }
-    pod
-}
 
 pub(crate) fn managed(labels: &[(&str, LabelRule)]) -> LoggedSettings {
     LoggedSettings {
@@ -231,8 +38,7 @@ pub(crate) fn managed(labels: &[(&str, LabelRule)]) -> LoggedSettings {
 /// The index, fed as the log would feed it: global sequence numbers and stream versions.
 pub(crate) struct Feed {
     pub(crate) index: Index,
-    seq: u64,
-    versions: HashMap<String, u64>,
+    recorder: Recorder,
 }
 
 impl Feed {
@@ -240,26 +46,14 @@ impl Feed {
     pub(crate) fn new() -> Self {
         let mut feed = Feed {
             index: Index::default(),
-            seq: 0,
-            versions: HashMap::new(),
+            recorder: Recorder::default(),
         };
         feed.cluster(C1);
         feed
     }
 
     fn record(&mut self, stream: &str, event_type: &str, data: Vec<u8>) {
-        self.seq += 1;
-        let version = self.versions.entry(stream.to_owned()).or_default();
-        *version += 1;
-        let event = RecordedEvent {
-            seq: self.seq,
-            stream: stream.into(),
-            stream_version: *version,
-            event_type: event_type.into(),
-            data,
-            idempotency_key: format!("k{}", self.seq),
-            committed_at_ms: 0,
-        };
+        let event = self.recorder.record_encoded(stream, event_type, data);
         self.index.apply(&event);
     }
 
@@ -326,7 +120,7 @@ impl Feed {
         pairing_key: &str,
     ) -> Result<Plan, Refusal> {
         let fresh = Fresh {
-            profile_id: format!("profile-{}", self.seq),
+            profile_id: format!("profile-{}", self.recorder.seq()),
             pairing_key_sha256: hex::encode(Sha256::digest(pairing_key.as_bytes())),
         };
         let planned = plan(&self.index, &command, &fresh)?;
@@ -377,7 +171,7 @@ impl Feed {
             }
             for append in appends {
                 // as the log checks it: the chained appends meet the stream where it is
-                let at = self.versions.get(&append.stream).copied().unwrap_or(0);
+                let at = self.recorder.version(&append.stream);
                 let expected = match at {
                     0 => ExpectedVersion::NoStream,
                     v => ExpectedVersion::Exact(v),
@@ -616,10 +410,10 @@ fn the_reference_example_holds_through_the_index() {
 fn annotating_a_deployment_relabels_its_running_pods() {
     let mut feed = mk_shop();
     let deployment = template_annotated(
-        mk_controller(ResourceKind::Deployment, "front", "shop", None),
+        mk_workload(ResourceKind::Deployment, "front", "shop", None),
         &[("bulkhead.io/role", "db")],
     );
-    let replica_set = mk_controller(
+    let replica_set = mk_workload(
         ResourceKind::ReplicaSet,
         "front-7c9f",
         "shop",
@@ -672,8 +466,8 @@ fn annotating_a_deployment_relabels_its_running_pods() {
 #[test]
 fn a_controller_is_a_kube_workload_only_at_the_top_of_its_chain() {
     let mut feed = mk_shop();
-    let deployment = mk_controller(ResourceKind::Deployment, "api", "shop", None);
-    let replica_set = mk_controller(
+    let deployment = mk_workload(ResourceKind::Deployment, "api", "shop", None);
+    let replica_set = mk_workload(
         ResourceKind::ReplicaSet,
         "api-5d4",
         "shop",
@@ -715,12 +509,17 @@ fn host_network_pods_take_their_nodes_labels_and_follow_them() {
         },
     });
     let node = labeled(
-        mk_node("node-1"),
+        mk_node("node-1", "m1"),
         &[("topology.kubernetes.io/zone", "loc1")],
     );
     feed.observe(&node);
     let proxy = annotated(
-        placed(mk_pod("proxy-1", "shop", None), "node-1", true),
+        placed(
+            mk_pod("proxy-1", "shop", None),
+            "node-1",
+            "192.168.0.6",
+            true,
+        ),
         &[("bulkhead.io/app", "shop")],
     );
     feed.observe(&proxy);
@@ -741,22 +540,20 @@ fn host_network_pods_take_their_nodes_labels_and_follow_them() {
     assert_eq!(feed.labels("proxy-1"), ["loc=loc3"]);
     assert_eq!(feed.written_names(), ["Node/node-1", "Pod/proxy-1"]);
     // moved onto the pod network: its own labels
-    feed.observe(&placed(proxy, "node-1", false));
+    feed.observe(&placed(proxy, "node-1", "10.244.1.7", false));
     assert_eq!(feed.labels("proxy-1"), ["app=shop"]);
 }
 
 #[test]
 fn custom_resource_maps_apply_first_api_maps_after_and_the_later_wins() {
     let mut feed = mk_shop();
-    let custom = mk_label_map_object(
+    let custom = mk_label_map(
         "a-crd",
-        LabelMapSpec {
-            node_label_map: vec![],
-            workload_label_map: vec![
-                mk_map_item("tier", "role", &[("frontend", "web")], false),
-                mk_map_item("team", "app", &[], false),
-            ],
-        },
+        vec![],
+        vec![
+            mk_map_item("tier", "role", &[("frontend", "web")], false),
+            mk_map_item("team", "app", &[], false),
+        ],
     );
     feed.observe(&custom);
     let pod = labeled(
@@ -1133,7 +930,7 @@ fn output_is_cut_within_limits_and_each_entity_is_written_once_per_change() {
         append_bytes: 4 * 1024,
         append_events: 1_000,
     };
-    let appends_before = feed.versions.get("effective/c1").copied().unwrap_or(0);
+    let appends_before = feed.recorder.version("effective/c1");
     let events = feed.written_with(limits);
     let entities: Vec<&EntityLabels> = events
         .iter()
@@ -1222,18 +1019,16 @@ fn a_checkpoint_restores_the_same_state() {
         mk_namespace("payments"),
         &[("com.illumio.pairing_key", "k1")],
     ));
-    feed.observe(&mk_label_map_object(
+    feed.observe(&mk_label_map(
         "zones",
-        LabelMapSpec {
-            node_label_map: vec![mk_map_item("zone", "loc", &[], false)],
-            workload_label_map: vec![mk_map_item("team", "app", &[], true)],
-        },
+        vec![mk_map_item("zone", "loc", &[], false)],
+        vec![mk_map_item("team", "app", &[], true)],
     ));
     let deployment = template_annotated(
-        mk_controller(ResourceKind::Deployment, "front", "shop", None),
+        mk_workload(ResourceKind::Deployment, "front", "shop", None),
         &[("bulkhead.io/role", "web")],
     );
-    let replica_set = mk_controller(
+    let replica_set = mk_workload(
         ResourceKind::ReplicaSet,
         "front-1",
         "shop",
@@ -1245,8 +1040,13 @@ fn a_checkpoint_restores_the_same_state() {
         mk_pod("front-1-a", "shop", Some(&replica_set)),
         &[("team", "blue")],
     ));
-    feed.observe(&labeled(mk_node("node-1"), &[("zone", "loc3")]));
-    feed.observe(&placed(mk_pod("proxy", "payments", None), "node-1", true));
+    feed.observe(&labeled(mk_node("node-1", "m1"), &[("zone", "loc3")]));
+    feed.observe(&placed(
+        mk_pod("proxy", "payments", None),
+        "node-1",
+        "192.168.0.6",
+        true,
+    ));
 
     let bytes = rmp_serde::to_vec_named(&feed.index).unwrap();
     let restored: Index = rmp_serde::from_slice(&bytes).unwrap();

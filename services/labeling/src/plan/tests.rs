@@ -4,9 +4,10 @@ use bulkhead_schema::messages::labeling::{
     EnforcementMode, Href, LabelMapSpec, LabelRule, LabelingCommand, LabelingItem,
     LabelingRejection, ProfileLabel, ProfileSettings,
 };
+use bulkhead_schema::testing::{annotated, mk_map_item, mk_namespace, mk_pod};
 
 use super::*;
-use crate::index::tests::{C1, Feed, annotated, managed, mk_map_item, mk_namespace, mk_pod};
+use crate::index::tests::{C1, Feed, managed};
 
 fn refused(result: Result<Plan, Refusal>) -> LabelingRejection {
     match result {

@@ -65,6 +65,24 @@ impl BusError {
     }
 }
 
+/// What a reply's page of items is cut to, encoded: one message with room to spare for the
+/// envelope and the rest of the reply.
+pub const MAX_PAGE_BYTES: usize = 512 * 1024;
+
+/// Cuts `items` to the longest prefix that encodes in [`MAX_PAGE_BYTES`], keeping at least
+/// one item, so that a page fits one message.
+pub fn fit_page<T: serde::Serialize>(items: &mut Vec<T>) {
+    let mut bytes = 0;
+    let fitting = items
+        .iter()
+        .take_while(|item| {
+            bytes += rmp_serde::to_vec_named(item).map_or(MAX_PAGE_BYTES, |b| b.len());
+            bytes <= MAX_PAGE_BYTES
+        })
+        .count();
+    items.truncate(fitting.max(1));
+}
+
 /// Publish/subscribe with queue groups and request/reply: the subset of NATS core that
 /// Bulkhead's services use. Delivery is at most once, as in NATS core; anything that must not
 /// be lost goes through the event log, whose readers fill gaps by reading it.
