@@ -220,9 +220,27 @@ impl Index {
             by_cluster.entry(cluster).or_default().push(item);
         }
         for (cluster_id, mut items) in by_cluster {
+            let Some(cluster) = self.clusters.get(&*cluster_id) else {
+                continue;
+            };
             // The order a replica finds changes in must not matter: every replica queues the
-            // same items at the same positions.
-            items.sort_by(|a, b| a.order_key().cmp(&b.order_key()));
+            // same items at the same positions. By namespace and name, so that the pods of a
+            // controller are written side by side and share their labels' entries in an event.
+            items.sort_by_cached_key(|item| {
+                let (kind, uid) = item.order_key();
+                let (namespace, name): (Str, Str) = match item {
+                    Item::Labels { kind, uid } => self
+                        .entity_of(cluster, *kind, uid)
+                        .map(|o| (o.namespace.clone(), o.name.clone()))
+                        .unwrap_or_default(),
+                    Item::Removed(entity) => (
+                        entity.namespace.as_str().into(),
+                        entity.name.as_str().into(),
+                    ),
+                    Item::Rejected(_) => Default::default(),
+                };
+                (kind, namespace, name, Str::from(uid))
+            });
             if let Some(cluster) = self.clusters.get_mut(&*cluster_id) {
                 cluster.output.enqueue(seq, items);
             }

@@ -58,8 +58,9 @@ pub(crate) struct Rejection {
 }
 
 impl Item {
-    /// Rejections first, then entities by kind and uid: an order independent of how a replica
-    /// found the changes.
+    /// Rejections first, then entities by kind and uid: with the entity's namespace and name
+    /// between the two (`Index::finish`), the order of an input event's changes in the queue,
+    /// independent of how a replica found them.
     pub(crate) fn order_key(&self) -> (Option<EntityKind>, &str) {
         match self {
             Item::Rejected(r) => (None, &r.namespace_uid),

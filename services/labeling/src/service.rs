@@ -291,12 +291,12 @@ impl Service {
                 self.projected
                     .read()
                     .next_output(cluster_id, limits(sent), Some(chain));
-            let sent = sending.await.unwrap_or_else(|error| {
+            let outcome = sending.await.unwrap_or_else(|error| {
                 Err(CommitError::Unavailable(format!(
                     "the append failed: {error}"
                 )))
             });
-            match sent {
+            match outcome {
                 Ok(AppendOutcome::Appended { last_seq: seq, .. }) => {
                     metrics::count(&OUTPUT_APPENDS, &["effective_labels", "appended"]);
                     last_seq = Some(seq);
