@@ -100,10 +100,33 @@ pub fn free_port() -> anyhow::Result<u16> {
 /// Returns on Ctrl-C or SIGTERM. A benchmark races its run against it, so that the run is
 /// dropped, and with it every process it started and every temp dir, instead of the signal
 /// killing the benchmark alone and leaving its children running.
-pub async fn interrupted() -> anyhow::Result<()> {
+async fn interrupted() -> anyhow::Result<()> {
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         ctrl_c = tokio::signal::ctrl_c() => Ok(ctrl_c?),
         _ = terminate.recv() => Ok(()),
+    }
+}
+
+/// A benchmark's `main`: runs `run` until it ends or Ctrl-C/SIGTERM, which drops the run and with
+/// it every process it started and every temp dir. An error is printed prefixed by `name`, with
+/// a failing exit code; an interruption exits with 130.
+pub async fn bench_main<T: std::process::Termination>(
+    name: &str,
+    run: impl Future<Output = anyhow::Result<T>>,
+) -> std::process::ExitCode {
+    let failed = |error: anyhow::Error| {
+        eprintln!("{name}: {error:#}");
+        std::process::ExitCode::FAILURE
+    };
+    tokio::select! {
+        outcome = run => outcome.map_or_else(failed, |done| done.report()),
+        signal = interrupted() => match signal {
+            Ok(()) => {
+                eprintln!("{name}: interrupted: stopped every process of the run");
+                std::process::ExitCode::from(130)
+            }
+            Err(error) => failed(error),
+        },
     }
 }

@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use bulkhead_loadtest::cell::{AppendTarget, Bounds, Cell, CellResult, run_cell};
 use bulkhead_loadtest::control_plane::bulkhead_binary;
 use bulkhead_loadtest::nats::{Installed, NatsServers, Sync};
-use bulkhead_loadtest::process::interrupted;
+use bulkhead_loadtest::process::bench_main;
 use bulkhead_loadtest::report::{Goal, load_average, machine, millis, rate, ratio, table};
 use clap::Parser;
 
@@ -198,17 +198,8 @@ fn trouble(result: &CellResult) -> String {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<ExitCode> {
-    let args = Args::parse();
-    // Dropping the run on a signal kills every process it started and removes its temp dirs.
-    tokio::select! {
-        outcome = run(args) => outcome,
-        signal = interrupted() => {
-            signal?;
-            eprintln!("interrupted: stopped every server and replica of the run");
-            Ok(ExitCode::from(130))
-        }
-    }
+async fn main() -> ExitCode {
+    bench_main("eventlog-bench", run(Args::parse())).await
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {

@@ -32,7 +32,7 @@ use bulkhead_kubesim::{Kind, SimConfig, Simulator};
 use bulkhead_loadtest::control_plane::{ControlPlane, REQUEST_TIMEOUT, bulkhead_binary};
 use bulkhead_loadtest::eventlog::{append_floor, append_to, follow_stream};
 use bulkhead_loadtest::nats::Installed;
-use bulkhead_loadtest::process::interrupted;
+use bulkhead_loadtest::process::bench_main;
 use bulkhead_loadtest::report::{Goal, millis, ratio, table};
 use bulkhead_runtime::bus::TypedBus;
 use bulkhead_schema::Subject;
@@ -90,19 +90,7 @@ const TARGET_BYTES_PER_POD: f64 = 2048.0;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let outcome = tokio::select! {
-        outcome = run(Args::parse()) => outcome,
-        signal = interrupted() => {
-            signal.and_then(|()| bail!("interrupted: stopped every process of the run"))
-        }
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("inventory-bench: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main("inventory-bench", run(Args::parse())).await
 }
 
 /// What the committed stream has shown so far: the uids of every kind's applied objects, the

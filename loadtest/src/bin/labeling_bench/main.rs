@@ -40,7 +40,7 @@ use bulkhead_loadtest::control_plane::{
 };
 use bulkhead_loadtest::eventlog::append_floor;
 use bulkhead_loadtest::nats::Installed;
-use bulkhead_loadtest::process::interrupted;
+use bulkhead_loadtest::process::bench_main;
 use bulkhead_loadtest::report::{Goal, load_average, machine, ratio, table};
 use bulkhead_runtime::bus::TypedBus;
 use bulkhead_schema::Subject;
@@ -101,19 +101,7 @@ const TARGET_BYTES_PER_ENTITY: f64 = 1024.0;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let outcome = tokio::select! {
-        outcome = run(Args::parse()) => outcome,
-        signal = interrupted() => {
-            signal.and_then(|()| bail!("interrupted: stopped every process of the run"))
-        }
-    };
-    match outcome {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("labeling-bench: {error:#}");
-            ExitCode::FAILURE
-        }
-    }
+    bench_main("labeling-bench", run(Args::parse())).await
 }
 
 /// The entities every edit relabels, by uid.
