@@ -33,9 +33,9 @@ use bulkhead_schema::messages::labeling::{
 use crate::catalog::Catalog;
 use crate::objects::{Kind, MAX_OWNER_DEPTH, ObjId, Object, Pools, Slab};
 use crate::output::{Item, Output};
-use crate::pool::Str;
 use crate::resolve::{Inputs, Layer, Resolution, inherit, resolve};
 use crate::rules::{CompiledMaps, Rules};
+use bulkhead_runtime::intern::Str;
 
 /// A container workload profile.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -49,7 +49,6 @@ mod metrics;
 mod objects;
 mod output;
 mod plan;
-mod pool;
 mod resolve;
 mod rules;
 mod service;

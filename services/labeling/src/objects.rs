@@ -11,8 +11,8 @@ use bulkhead_schema::messages::labeling::{EntityKind, EntityRef};
 use sha2::{Digest, Sha256};
 
 use crate::catalog::valid_key;
-use crate::pool::{Pool, Str};
 use crate::resolve::{Annotation, Resolution};
+use bulkhead_runtime::intern::{Pool, Str};
 
 /// An object's place in the [`Slab`].
 pub(crate) type ObjId = u32;

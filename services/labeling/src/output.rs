@@ -34,8 +34,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::index::{Cluster, Index};
 use crate::objects::{BULKHEAD_PREFIX, ILLUMIO_PREFIX, Kind, Object};
-use crate::pool::Str;
 use crate::resolve::Source;
+use bulkhead_runtime::intern::Str;
 
 /// One queued change; small, since a profile edit may queue one per pod of a namespace.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -16,8 +16,8 @@ use std::sync::Arc;
 use bulkhead_schema::messages::labeling::{EnforcementMode, LabelId};
 
 use crate::catalog::Catalog;
-use crate::pool::Str;
 use crate::rules::{KeyRule, MapOrigin, MapRule, Rules};
+use bulkhead_runtime::intern::Str;
 
 /// A label annotation of one object, its prefix stripped: `bulkhead.io/role: web` is
 /// `{key: role, value: web, illumio: false}`.
@@ -307,16 +307,20 @@ mod tests {
         shown
     }
 
+    fn mk_layer(depth: u8, template: bool, annotations: &[Annotation]) -> Layer<'_> {
+        Layer {
+            depth,
+            template,
+            annotations,
+        }
+    }
+
     fn resolve_own(
         rules: Option<&Rules>,
         annotations: &[Annotation],
         catalog: &Catalog,
     ) -> Resolution {
-        let layers = [Layer {
-            depth: 0,
-            template: false,
-            annotations,
-        }];
+        let layers = [mk_layer(0, false, annotations)];
         let inputs = Inputs {
             rules,
             layers: &layers,
@@ -459,21 +463,9 @@ mod tests {
         let template = mk_annotations(&[("role", "role2"), ("env", "env1")]);
         let deployment = mk_annotations(&[("env", "env2")]);
         let layers = [
-            Layer {
-                depth: 0,
-                template: false,
-                annotations: &pod,
-            },
-            Layer {
-                depth: 2,
-                template: true,
-                annotations: &template,
-            },
-            Layer {
-                depth: 2,
-                template: false,
-                annotations: &deployment,
-            },
+            mk_layer(0, false, &pod),
+            mk_layer(2, true, &template),
+            mk_layer(2, false, &deployment),
         ];
         let inputs = Inputs {
             rules: Some(&free),
@@ -492,21 +484,9 @@ mod tests {
         // the deployment names a label that does not exist: env stays unset
         let deployment = mk_annotations(&[("env", "env-nope")]);
         let layers = [
-            Layer {
-                depth: 0,
-                template: false,
-                annotations: &pod,
-            },
-            Layer {
-                depth: 2,
-                template: true,
-                annotations: &template,
-            },
-            Layer {
-                depth: 2,
-                template: false,
-                annotations: &deployment,
-            },
+            mk_layer(0, false, &pod),
+            mk_layer(2, true, &template),
+            mk_layer(2, false, &deployment),
         ];
         let inputs = Inputs {
             layers: &layers,
@@ -537,11 +517,7 @@ mod tests {
             mk_map_item("tier", "role", &[], false),
         ]);
         let pod = mk_annotations(&[("loc", "loc100"), ("role", "role1")]);
-        let layers = [Layer {
-            depth: 0,
-            template: false,
-            annotations: &pod,
-        }];
+        let layers = [mk_layer(0, false, &pod)];
         let labels = kube(&[("topology/zone", "loc3"), ("tier", "role2")]);
         let inputs = Inputs {
             rules: Some(&rules),

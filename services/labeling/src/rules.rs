@@ -10,7 +10,7 @@ use bulkhead_schema::messages::labeling::{
 };
 
 use crate::catalog::Catalog;
-use crate::pool::Str;
+use bulkhead_runtime::intern::Str;
 
 /// What a profile decides for one key.
 #[derive(Debug, Clone, PartialEq, Eq)]

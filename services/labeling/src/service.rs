@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bulkhead_runtime::bus::{self, TypedBus};
-use bulkhead_runtime::commit::{self, LOG_TIMEOUT, Log};
+use bulkhead_runtime::commit::{self, Log};
 use bulkhead_runtime::projection::Projected;
-use bulkhead_schema::messages::eventlog::{AppendOutcome, AppendReply, AppendRequest, NewEvent};
+use bulkhead_schema::Decoded;
+use bulkhead_schema::messages::eventlog::{AppendOutcome, NewEvent};
 use bulkhead_schema::messages::labeling::{
     LabelingCommand, LabelingCommandReply, LabelingEvent, LabelingItems, LabelingQuery,
     LabelingRejection, LabelingReply,
 };
-use bulkhead_schema::{Decoded, Subject};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 
@@ -47,7 +47,6 @@ impl From<Refusal> for CommitError {
 }
 
 pub(crate) struct Service {
-    bus: TypedBus,
     log: Log<Index>,
     projected: Projected<Index>,
     /// One command at a time on this replica, so that uniqueness is checked against a
@@ -67,8 +66,7 @@ pub(crate) fn new_event(event: &LabelingEvent) -> NewEvent {
 impl Service {
     pub(crate) fn new(bus: TypedBus, projected: Projected<Index>) -> Self {
         Service {
-            log: Log::new(bus.clone(), projected.clone(), REPLANS),
-            bus,
+            log: Log::new(bus, projected.clone(), REPLANS),
             projected,
             commands: tokio::sync::Mutex::new(()),
             limits: OutputLimits::default(),
@@ -282,9 +280,9 @@ impl Service {
         let mut progressed = false;
         let mut sent = 0;
         while let Some((request, chain)) = next.take() {
-            let bus = self.bus.clone();
+            let log = self.log.clone();
             let stream = request.stream.clone();
-            let sending = tokio::spawn(async move { send_append(&bus, &request).await });
+            let sending = tokio::spawn(async move { log.append(&request).await });
             sent += 1;
             // The next is cut while this one is in flight.
             let following =
@@ -320,22 +318,6 @@ impl Service {
             progressed = true;
         }
         Ok(progressed)
-    }
-}
-
-/// One append to the log, from a task of its own (the writer cuts the next meanwhile).
-async fn send_append(
-    bus: &TypedBus,
-    request: &AppendRequest,
-) -> Result<AppendOutcome, CommitError> {
-    let reply: AppendReply = bus
-        .request(&Subject::eventlog_append(), request, LOG_TIMEOUT)
-        .await?
-        .message;
-    match reply {
-        AppendReply::Decided(outcome) => Ok(outcome),
-        AppendReply::Rejected { kind, reason } => Err(CommitError::Rejected { kind, reason }),
-        AppendReply::Unavailable { reason } => Err(CommitError::Unavailable(reason)),
     }
 }
 

@@ -21,7 +21,7 @@ use crate::bus::{BusError, TypedBus};
 use crate::projection::{Projected, Projection};
 
 /// How long a request to the event log may take.
-pub const LOG_TIMEOUT: Duration = Duration::from_secs(5);
+const LOG_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long an append may take to reach the projection before the caller is told to retry.
 pub(crate) const APPLY_TIMEOUT: Duration = Duration::from_secs(10);
 

@@ -10,8 +10,8 @@ use super::{Index, Profile, Work};
 use crate::catalog::GroupDef;
 use crate::objects::{Kind, ObjId};
 use crate::output::Item;
-use crate::pool::Str;
 use crate::rules::{CompiledMaps, Rules};
+use bulkhead_runtime::intern::Str;
 
 impl Index {
     /// A derived event ending at `through` is in the log: what it covers is out of the queue.

@@ -12,8 +12,8 @@ use super::{Cluster, Index, Profile, Work, link, unlink};
 use crate::metrics;
 use crate::objects::{Kind, MAX_OWNER_DEPTH, ObjId, Object, pairing_key_of};
 use crate::output::{Item, Rejection};
-use crate::pool::Str;
 use crate::rules::Rules;
+use bulkhead_runtime::intern::Str;
 
 impl Index {
     pub(super) fn apply_inventory(
