@@ -22,6 +22,8 @@ pub enum StoreError {
     SnapshotFormat { found: u32, supported: u32 },
     #[error("snapshot holds a key outside the state machine's key spaces (prefix {prefix:#04x})")]
     ForeignSnapshotKey { prefix: u8 },
+    #[error("cannot start the flusher thread: {0}")]
+    Flusher(std::io::Error),
 }
 
 /// Why a replica could not start or had to stop.

@@ -1,31 +1,108 @@
-//! Making sled's writes durable: one flush at a time for the whole database.
+//! Making sled's writes durable: one flusher thread for the whole database, which gathers the
+//! flushes asked for meanwhile into one (group commit).
 
-use std::sync::Arc;
+use std::io;
+use std::sync::mpsc;
 
-/// Takes turns flushing (fsyncing) the sled database both stores live in; cheap to clone,
-/// clones share the turns.
+use openraft::storage::LogFlushed;
+use tokio::sync::oneshot;
+
+use crate::TypeConfig;
+
+/// Hands flushes (fsyncs) of the sled database both stores live in to one thread; cheap to
+/// clone, clones share the thread, which ends with the last clone.
 ///
-/// A sled flush covers every write made before it, in any tree of the database, so the stores
-/// need no flush of their own beyond this. Flushes take turns because sled 0.34 can deadlock
-/// when `flush_async` runs concurrently on one database (spacejam/sled#1308: each flush occupies
-/// a thread of sled's small I/O pool while waiting for writes queued on that same pool), and
-/// three callers could otherwise overlap: the log store appending or saving a vote (on
-/// openraft's core task), a snapshot being built (on its own task) and one being installed (on
-/// the state machine's task).
+/// A sled flush covers every write made before it, in any tree of the database, so one flush
+/// answers every request queued before it began: appends that arrive while a flush runs share
+/// the next one. One thread, never two flushes at once: sled 0.34 can deadlock when flushes
+/// overlap on one database (spacejam/sled#1308), and several callers could otherwise overlap
+/// (the log store appending or saving a vote, a snapshot being built or installed).
 ///
-/// It holds no handle on the database: each store flushes through its own tree, so that no
-/// store keeps the other's tree open (sled flushes a tree and releases the database's lock
-/// file when the last handle on it is dropped; a replica must let go of its directory when it
-/// stops).
-#[derive(Clone, Default)]
+/// The log store does not wait for its flush: it hands openraft's callback over and returns, so
+/// that the leader replicates an entry while it is being made durable here (openraft counts it
+/// towards a quorum only once the callback says so) and takes the next entry meanwhile.
+///
+/// A request carries the tree to flush through, and the thread keeps no handle between
+/// requests, so that it never keeps the database open: sled releases a database's lock file
+/// when the last handle on it is dropped, and a replica must let go of its directory when it
+/// stops.
+#[derive(Clone)]
 pub(crate) struct Flusher {
-    turn: Arc<tokio::sync::Mutex<()>>,
+    requests: mpsc::Sender<Request>,
+}
+
+struct Request {
+    tree: sled::Tree,
+    waiter: Waiter,
+}
+
+/// Who is told once the flush is done.
+enum Waiter {
+    Log(LogFlushed<TypeConfig>),
+    Task(oneshot::Sender<Result<(), String>>),
 }
 
 impl Flusher {
+    /// Starts the flusher thread.
+    pub(crate) fn start() -> io::Result<Self> {
+        let (requests, queue) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("eventlog-flush".into())
+            .spawn(move || run(queue))?;
+        Ok(Flusher { requests })
+    }
+
+    /// Has openraft told once every write made to `tree`'s database before the call is on disk.
+    pub(crate) fn flush_log(&self, tree: &sled::Tree, callback: LogFlushed<TypeConfig>) {
+        let request = Request {
+            tree: tree.clone(),
+            waiter: Waiter::Log(callback),
+        };
+        if let Err(mpsc::SendError(request)) = self.requests.send(request) {
+            request.waiter.answer(Err(stopped().to_string()));
+        }
+    }
+
     /// Returns once every write made to `tree`'s database before the call is on disk.
-    pub(crate) async fn flush(&self, tree: &sled::Tree) -> sled::Result<()> {
-        let _turn = self.turn.lock().await;
-        tree.flush_async().await.map(drop)
+    pub(crate) async fn flush(&self, tree: &sled::Tree) -> io::Result<()> {
+        let (done, flushed) = oneshot::channel();
+        let request = Request {
+            tree: tree.clone(),
+            waiter: Waiter::Task(done),
+        };
+        self.requests.send(request).map_err(|_| stopped())?;
+        match flushed.await {
+            Ok(result) => result.map_err(io::Error::other),
+            Err(_) => Err(stopped()),
+        }
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the flusher thread has stopped")
+}
+
+impl Waiter {
+    fn answer(self, result: Result<(), String>) {
+        match self {
+            Waiter::Log(callback) => callback.log_io_completed(result.map_err(io::Error::other)),
+            Waiter::Task(done) => {
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+/// Flushes until every [`Flusher`] is gone: each flush for all the requests queued before it.
+fn run(queue: mpsc::Receiver<Request>) {
+    while let Ok(first) = queue.recv() {
+        let tree = first.tree;
+        let mut waiters = vec![first.waiter];
+        waiters.extend(queue.try_iter().map(|request| request.waiter));
+        let result = tree.flush().map(drop).map_err(|e| e.to_string());
+        drop(tree);
+        for waiter in waiters {
+            waiter.answer(result.clone());
+        }
     }
 }

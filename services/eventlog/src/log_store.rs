@@ -1,7 +1,6 @@
 //! The Raft log on sled: entries by index, plus the vote and the committed and purged log ids.
 
 use std::fmt::Debug;
-use std::io;
 use std::ops::{Bound, RangeBounds};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
@@ -163,13 +162,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_entries(entries)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // openraft counts an entry towards a quorum once the callback fires: only after fsync.
-        let flushed = self.flusher.flush(&self.tree).await;
-        let result = flushed
-            .as_ref()
-            .map_err(|e| io::Error::other(e.to_string()))
-            .copied();
-        callback.log_io_completed(result);
-        flushed.map_err(|e| StorageIOError::write_logs(&e).into())
+        // It does not wait for it here, so that it replicates the entry meanwhile.
+        self.flusher.flush_log(&self.tree, callback);
+        Ok(())
     }
 
     // Neither truncate nor purge flushes: sled recovers a prefix of its writes, so any later

@@ -218,14 +218,14 @@ impl LogNode {
 
     /// Resolves when the Raft node stops on its own (a storage failure): the replica is dead.
     pub async fn failed(&self) -> EventlogError {
-        let mut metrics = self.inner.raft.metrics();
-        loop {
-            if let Err(fatal) = &metrics.borrow_and_update().running_state {
-                return EventlogError::Raft(fatal.clone());
-            }
-            if metrics.changed().await.is_err() {
-                return EventlogError::Raft(openraft::error::Fatal::Stopped);
-            }
+        // The server metrics' sender goes with the Raft core, and they change with the role
+        // only (the full metrics change with every entry): waiting for them to close costs
+        // nothing meanwhile. The core's last full metrics say why it stopped.
+        let mut server = self.inner.raft.server_metrics();
+        while server.changed().await.is_ok() {}
+        match &self.inner.raft.metrics().borrow().running_state {
+            Err(fatal) => EventlogError::Raft(fatal.clone()),
+            Ok(()) => EventlogError::Raft(openraft::error::Fatal::Stopped),
         }
     }
 
@@ -281,6 +281,18 @@ impl Inner {
                 AppendReply::Rejected {
                     kind: error.kind().into(),
                     reason: error.to_string(),
+                }
+            }
+            // On the leader an append goes straight to the entries being gathered there: the
+            // replica's own batches only save requests to the leader, which it need not make.
+            Ok(()) if matches!(self.route(), Route::Here) => {
+                let decided = self.serve_here(AppendBatch(vec![request])).await;
+                match decided.map(|outcomes| outcomes.into_iter().next()) {
+                    Ok(Some(outcome)) => AppendReply::Decided(outcome),
+                    Ok(None) => AppendReply::Unavailable {
+                        reason: "the append was not decided; retry".into(),
+                    },
+                    Err(reason) => AppendReply::Unavailable { reason },
                 }
             }
             Ok(()) => {

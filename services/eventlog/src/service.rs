@@ -137,19 +137,14 @@ impl Server<'_> {
 /// publish, and a subscriber that missed some fills the gap with a read.
 async fn publish_committed(node: &Inner, bus: &TypedBus, stop: &CancellationToken) {
     let subject = Subject::eventlog_committed();
-    let mut metrics = node.raft.metrics();
+    // Server metrics change with the role and the leader only, not with every entry.
+    let mut server = node.raft.server_metrics();
     let mut published: Option<u64> = None;
-    let mut seen_applied = None;
     loop {
-        let (leads, applied) = {
-            let metrics = metrics.borrow_and_update();
-            (metrics.state == ServerState::Leader, metrics.last_applied)
-        };
+        let applied = node.reader().changed();
+        let leads = server.borrow_and_update().state == ServerState::Leader;
         published = match published {
             _ if !leads => None,
-            // Metrics change far more often than entries are applied (replication progress,
-            // heartbeats), and only an applied entry brings events: no need to look for them.
-            Some(after) if applied == seen_applied => Some(after),
             Some(after) => Some(publish_after(node, bus, &subject, after).await),
             None => match node.reader().last_seq() {
                 Ok(applied) => Some(publish_after(node, bus, &subject, applied).await),
@@ -159,10 +154,10 @@ async fn publish_committed(node: &Inner, bus: &TypedBus, stop: &CancellationToke
                 }
             },
         };
-        seen_applied = applied;
         tokio::select! {
             _ = stop.cancelled() => break,
-            changed = metrics.changed() => if changed.is_err() { break },
+            _ = applied => {}
+            changed = server.changed() => if changed.is_err() { break },
         }
     }
 }
@@ -189,7 +184,7 @@ async fn publish_after(node: &Inner, bus: &TypedBus, subject: &Subject, mut afte
 
 /// Ready while a leader is known, Degraded (saying why) otherwise.
 async fn watch_leadership(node: &Inner, health: &Health, stop: &CancellationToken) {
-    let mut metrics = node.raft.metrics();
+    let mut metrics = node.raft.server_metrics();
     loop {
         let state = {
             let metrics = metrics.borrow_and_update();
@@ -199,12 +194,13 @@ async fn watch_leadership(node: &Inner, health: &Health, stop: &CancellationToke
                     ServiceState::Degraded,
                     Some(format!(
                         "no leader known (this replica: {:?}, term {})",
-                        metrics.state, metrics.current_term
+                        metrics.state,
+                        metrics.vote.leader_id().term
                     )),
                 ),
             }
         };
-        // Every change of state is a heartbeat; metrics change far more often than that.
+        // Every change of state is a heartbeat; server metrics change more often than that.
         if health.state() != state {
             health.set(state.0, state.1);
         }

@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::io::Cursor;
 use std::ops::Bound;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bulkhead_schema::messages::eventlog::{AppendOutcome, ExpectedVersion, RecordedEvent};
@@ -14,6 +16,8 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
 
 use crate::flush::Flusher;
 use crate::keyspace::{KeySpace, key_space};
@@ -73,6 +77,8 @@ pub(crate) struct AppliedState {
 pub struct StateMachineStore {
     tree: sled::Tree,
     flusher: Flusher,
+    /// Told whenever the applied state changes, for readers waiting for it.
+    changed: Arc<Notify>,
     // Cached because openraft asks for it often and only `apply` and `install_snapshot` change it.
     applied: AppliedState,
 }
@@ -84,6 +90,7 @@ impl StateMachineStore {
         Ok(Self {
             tree,
             flusher,
+            changed: Arc::default(),
             applied,
         })
     }
@@ -92,6 +99,7 @@ impl StateMachineStore {
     pub fn reader(&self) -> EventReader {
         EventReader {
             tree: self.tree.clone(),
+            changed: self.changed.clone(),
         }
     }
 
@@ -303,6 +311,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .commit(&applied)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.applied = applied;
+        self.changed.notify_waiters();
         Ok(responses)
     }
 
@@ -336,6 +345,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.applied = applied;
+        self.changed.notify_waiters();
         tracing::info!(snapshot = %meta, "installed snapshot");
         Ok(())
     }
@@ -442,9 +452,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 #[derive(Clone)]
 pub struct EventReader {
     tree: sled::Tree,
+    changed: Arc<Notify>,
 }
 
 impl EventReader {
+    /// Resolves once the applied state changes after this call: take it before reading, and a
+    /// change made while reading is not missed.
+    pub fn changed(&self) -> Pin<Box<Notified<'_>>> {
+        let mut changed = Box::pin(self.changed.notified());
+        changed.as_mut().enable();
+        changed
+    }
+
     /// Up to `limit` events in global order, from sequence number `from_seq` on.
     pub fn read(&self, from_seq: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         Events::values(&self.tree, Bound::Included(from_seq), Bound::Unbounded)

