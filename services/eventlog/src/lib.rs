@@ -8,7 +8,7 @@
 //!   bulkhead.eventlog.{append,read,read_stream,status,membership}, .node.<id>.{append,read,status}
 //!        │ append                                  │ read, status, membership
 //!        ▼                                         │
-//!   validate(limits) ─► batcher (batching)         │
+//!   validate(limits) ─► batcher (followers only)   │
 //!                           │ AppendBatch          │
 //!                           ▼                      ▼
 //!                     leader::LeaderOp ── not leader ──► the leader's /client/* (HTTP)
