@@ -18,9 +18,10 @@ use crate::TypeConfig;
 /// overlap on one database (spacejam/sled#1308), and several callers could otherwise overlap
 /// (the log store appending or saving a vote, a snapshot being built or installed).
 ///
-/// The log store does not wait for its flush: it hands openraft's callback over and returns, so
-/// that the leader replicates an entry while it is being made durable here (openraft counts it
-/// towards a quorum only once the callback says so) and takes the next entry meanwhile.
+/// The log store hands openraft's callback over and returns; the callback fires, in the order
+/// the appends were made, once the flush is done. openraft 0.9's core waits for it before it goes
+/// on (`RaftCore::append_to_log`), so the leader still replicates an entry only once it is
+/// durable here.
 ///
 /// A request carries the tree to flush through, and the thread keeps no handle between
 /// requests, so that it never keeps the database open: sled releases a database's lock file

@@ -33,7 +33,7 @@
 //! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces,
 //! and flush it through one `flush::Flusher` thread, one flush at a time for all the requests
 //! queued meanwhile (sled 0.34 can deadlock on concurrent flushes). The log is fsynced before
-//! openraft is told an append is durable, without holding openraft up meanwhile. The
+//! openraft is told an append is durable. The
 //! state machine is not fsynced on apply: sled recovers a prefix of its writes (so the applied
 //! state and its last applied log id stay consistent, being written in one batch), the next log
 //! flush covers them anyway, and openraft re-applies committed entries after a restart; it is

@@ -162,7 +162,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.write_entries(entries)
             .map_err(|e| StorageIOError::write_logs(&e))?;
         // openraft counts an entry towards a quorum once the callback fires: only after fsync.
-        // It does not wait for it here, so that it replicates the entry meanwhile.
         self.flusher.flush_log(&self.tree, callback);
         Ok(())
     }
