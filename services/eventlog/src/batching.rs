@@ -1,6 +1,6 @@
-//! Gathering queued work into batches, twice on the way to the log: every replica gathers its
-//! clients' appends into batches for the leader, and the leader gathers those batches (its own and
-//! the ones other replicas hand over) into Raft entries.
+//! Gathering queued work into batches, twice on the way to the log: a follower gathers its
+//! clients' appends into batches for the leader, and the leader gathers its own clients' appends
+//! and the batches followers hand over into Raft entries.
 //!
 //! A batch never waits for work to come: it takes what is queued when one of its `in_flight`
 //! slots is free, so an append to an idle log goes on at once, alone. While every slot is taken,

@@ -35,7 +35,7 @@ const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
 /// Entries per AppendEntries: each holds a batch of appends, so this bounds a request's size.
 const MAX_PAYLOAD_ENTRIES: u64 = 32;
 
-/// How a replica batches its clients' appends for the leader (see `batching`). Enough batches in
+/// How a follower batches its clients' appends for the leader (see `batching`). Enough batches in
 /// flight that appends reach the leader while its entry is being written, to be gathered into
 /// the next one (which is where batching pays: per entry); a bound, because each batch a
 /// follower hands over costs a request to the leader.

@@ -33,6 +33,11 @@ use crate::targets::{
 
 /// The event log append benchmark: Bulkhead (1 and 3 replicas) against JetStream (R1, R3) and
 /// the raw sled and NATS floors, then leader-kill recovery. Prints figures, never fails on them.
+/// The full matrix: what a run without `--replicas`, `--clients` or `--event-bytes` measures.
+const FULL_REPLICAS: [u64; 2] = [1, 3];
+const FULL_CLIENTS: [usize; 3] = [1, 16, 256];
+const FULL_EVENT_BYTES: [usize; 2] = [256, 2048];
+
 #[derive(Debug, Parser)]
 struct Args {
     /// Short cells and a single leader kill: checks that everything runs, figures not to quote.
@@ -49,13 +54,13 @@ struct Args {
     nats_server: Option<PathBuf>,
     /// Only these replica counts (and JetStream's matching R1/R3), to work on one figure; a
     /// partial run is labelled as such.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 3])]
+    #[arg(long, value_delimiter = ',', default_values_t = FULL_REPLICAS)]
     replicas: Vec<u64>,
     /// Only these numbers of concurrent clients.
-    #[arg(long, value_delimiter = ',', default_values_t = [1, 16, 256])]
+    #[arg(long, value_delimiter = ',', default_values_t = FULL_CLIENTS)]
     clients: Vec<usize>,
     /// Only these event sizes, in bytes.
-    #[arg(long, value_delimiter = ',', default_values_t = [256, 2048])]
+    #[arg(long, value_delimiter = ',', default_values_t = FULL_EVENT_BYTES)]
     event_bytes: Vec<usize>,
     /// Leave out JetStream at its default fsync (a reference, not a target).
     #[arg(long)]
@@ -65,10 +70,23 @@ struct Args {
 impl Args {
     /// Whether the run leaves out part of the full matrix.
     fn partial(&self) -> bool {
-        self.replicas != [1, 3]
-            || self.clients != [1, 16, 256]
-            || self.event_bytes != [256, 2048]
+        self.replicas != FULL_REPLICAS
+            || self.clients != FULL_CLIENTS
+            || self.event_bytes != FULL_EVENT_BYTES
             || self.no_reference
+    }
+
+    /// Refuses a matrix the benchmark cannot run, rather than measuring nothing for it.
+    fn check(&self) -> anyhow::Result<()> {
+        if let Some(count) = self.replicas.iter().find(|n| !FULL_REPLICAS.contains(n)) {
+            anyhow::bail!("--replicas {count}: the benchmark runs 1 or 3 replicas");
+        }
+        anyhow::ensure!(!self.clients.contains(&0), "--clients: at least 1 client");
+        anyhow::ensure!(
+            !self.event_bytes.contains(&0),
+            "--event-bytes: an event of at least 1 byte"
+        );
+        Ok(())
     }
 }
 
@@ -230,6 +248,7 @@ async fn main() -> ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<ExitCode> {
+    args.check()?;
     let plan = Plan::new(&args);
     let nats = match args.nats_server {
         Some(path) => Installed::at(path)?,
