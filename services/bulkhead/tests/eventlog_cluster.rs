@@ -77,6 +77,11 @@ impl Network {
         });
     }
 
+    /// Cuts replica `id` off and reconnects every other one, in one step.
+    fn cut_off_only(&self, id: u64) {
+        self.cut.send_replace(BTreeSet::from([replica_ip(id)]));
+    }
+
     fn heal(&self) {
         self.cut.send_modify(BTreeSet::clear);
     }
@@ -291,6 +296,33 @@ impl Cluster {
         })
         .await;
         (seq, started.elapsed())
+    }
+
+    /// Has `change` committed, asking again while no answer comes or the log cannot decide: a
+    /// request may go to a replica killed a moment ago, before NATS has seen it go.
+    async fn change_membership(&self, change: MembershipRequest) {
+        let change = &change;
+        eventually(
+            &format!("{change:?}"),
+            Duration::from_secs(20),
+            || async move {
+                let reply = request(
+                    &self.bus,
+                    &Subject::eventlog_membership(),
+                    change,
+                    Duration::from_secs(10),
+                )
+                .await;
+                match reply {
+                    Some(MembershipReply::Changed { .. }) => Some(()),
+                    Some(MembershipReply::Rejected { kind, reason }) => {
+                        panic!("{change:?}: {kind}: {reason}")
+                    }
+                    Some(MembershipReply::Unavailable { .. }) | None => None,
+                }
+            },
+        )
+        .await
     }
 }
 
@@ -616,18 +648,9 @@ async fn three_replicas_survive_leader_kills_a_partition_a_wipe_and_restarts() {
         .purged_index
         .expect("the leader compacted its log");
     cluster.replica(wiped).kill();
-    let remove = MembershipRequest::Remove { node_id: wiped };
-    let reply: Option<MembershipReply> = request(
-        &cluster.bus,
-        &Subject::eventlog_membership(),
-        &remove,
-        Duration::from_secs(10),
-    )
-    .await;
-    assert!(
-        matches!(reply, Some(MembershipReply::Changed { .. })),
-        "{reply:?}"
-    );
+    cluster
+        .change_membership(MembershipRequest::Remove { node_id: wiped })
+        .await;
     std::fs::remove_dir_all(&cluster.replica(wiped).data_dir).unwrap();
     cluster
         .append_until_decided(
@@ -645,17 +668,7 @@ async fn three_replicas_survive_leader_kills_a_partition_a_wipe_and_restarts() {
         },
         MembershipRequest::Promote { node_id: wiped },
     ] {
-        let reply: Option<MembershipReply> = request(
-            &cluster.bus,
-            &Subject::eventlog_membership(),
-            &change,
-            Duration::from_secs(10),
-        )
-        .await;
-        assert!(
-            matches!(reply, Some(MembershipReply::Changed { .. })),
-            "{change:?}: {reply:?}"
-        );
+        cluster.change_membership(change).await;
     }
     let last = last_seq_of_leader(&cluster, &IDS).await;
     let events = assert_identical(&cluster.converged(last).await);
@@ -703,5 +716,112 @@ async fn three_replicas_survive_leader_kills_a_partition_a_wipe_and_restarts() {
         "(d) restarted {restarted} rejoined with {} events; total {:?}",
         events.len(),
         started.elapsed()
+    );
+}
+
+/// A killed leader restarts believing it still leads: openraft restores a committed vote for
+/// itself as leadership. Cut off, it takes an append into its log that it can never commit.
+/// Healed, it catches up by a snapshot that passes over that entry, and openraft 0.9 never
+/// answers the write (it answers only entries it applies or truncates). The replica must still
+/// decide appends when it leads again: CI once saw a new leader decide nothing for 15 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_leader_whose_unanswered_entry_a_snapshot_passed_over_decides_when_it_leads_again()
+ {
+    let mut cluster = Cluster::start().await;
+    let stale = cluster.leader(&IDS).await;
+    let others: Vec<u64> = IDS.iter().copied().filter(|id| *id != stale).collect();
+    cluster
+        .append_until_decided(
+            &Subject::eventlog_append(),
+            "first",
+            Duration::from_secs(10),
+        )
+        .await;
+
+    cluster.replica(stale).kill();
+    cluster.network.cut_off(stale);
+    cluster.replica(stale).spawn();
+    let cluster = &cluster;
+    let restarted = eventually(
+        &format!("replica {stale} restarted, claiming to lead"),
+        Duration::from_secs(10),
+        || async move {
+            let status = cluster.status(stale).await?;
+            (status.leader == Some(stale)).then_some(status)
+        },
+    )
+    .await;
+    let undecided = append(&cluster.bus, &Subject::eventlog_node_append(stale), "stale").await;
+    assert!(
+        !matches!(undecided, Some(AppendReply::Decided(_))),
+        "the cut-off replica {stale} decided an append: {undecided:?}"
+    );
+    let stale_index = cluster.status(stale).await.unwrap().last_log_index.unwrap();
+    assert!(
+        Some(stale_index) > restarted.last_log_index,
+        "the cut-off replica did not take the append into its log"
+    );
+
+    // The others go on until their leader has compacted its log past the stale entry: from
+    // then on it can only send the cut-off replica a snapshot, never the entries that would
+    // make it truncate its own.
+    let leader = cluster.leader(&others).await;
+    for n in 0..40 {
+        cluster
+            .append_until_decided(
+                &Subject::eventlog_node_append(leader),
+                &format!("majority-{n}"),
+                Duration::from_secs(10),
+            )
+            .await;
+    }
+    let purged = cluster.status(leader).await.unwrap().purged_index;
+    assert!(
+        purged > Some(stale_index),
+        "the leader kept index {stale_index}: {purged:?}"
+    );
+    cluster.network.heal();
+    eventually(
+        &format!("replica {stale} catches up by snapshot"),
+        Duration::from_secs(20),
+        || async move {
+            let status = cluster.status(stale).await?;
+            (status.leader == Some(leader) && status.snapshot_index >= purged).then_some(())
+        },
+    )
+    .await;
+
+    // The third replica falls behind, then the leader is cut off: only the restarted replica,
+    // holding more of the log, can win the election.
+    let third = others.iter().copied().find(|id| *id != leader).unwrap();
+    cluster.network.cut_off(third);
+    let (behind, _) = cluster
+        .append_until_decided(
+            &Subject::eventlog_node_append(leader),
+            "while-third-is-cut-off",
+            Duration::from_secs(10),
+        )
+        .await;
+    eventually(
+        &format!("replica {stale} holds seq {behind}"),
+        Duration::from_secs(10),
+        || async move { (cluster.status(stale).await?.last_seq >= behind).then_some(()) },
+    )
+    .await;
+    cluster.network.cut_off_only(leader);
+    assert_eq!(cluster.leader(&[stale, third]).await, stale);
+    let (last, _) = cluster
+        .append_until_decided(
+            &Subject::eventlog_node_append(stale),
+            "leading-again",
+            Duration::from_secs(15),
+        )
+        .await;
+
+    cluster.network.heal();
+    let events = assert_identical(&cluster.converged(last).await);
+    assert!(
+        events.iter().all(|event| event.idempotency_key != "stale"),
+        "the append the cut-off replica never committed survived"
     );
 }

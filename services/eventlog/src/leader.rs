@@ -136,24 +136,56 @@ async fn write_entry(raft: Raft<TypeConfig>, proposals: Vec<Proposal>) {
         }));
     }
     metrics::entry_proposed();
-    match raft.client_write(LogRequest { commands }).await {
-        Ok(response) => {
-            let mut outcomes = response.data.outcomes.into_iter();
+    match decide_entry(&raft, LogRequest { commands }).await {
+        Ok(outcomes) => {
+            let mut outcomes = outcomes.into_iter();
             for (count, decided) in waiting {
                 let _ = decided.send(Ok(Ok(outcomes.by_ref().take(count).collect())));
             }
         }
-        Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+        Err(Undecided::NotLeader) => {
             for (_, decided) in waiting {
                 let _ = decided.send(Err(NotLeader));
             }
         }
-        Err(error) => {
-            let reason = error.to_string();
+        Err(Undecided::Failed(reason)) => {
             for (_, decided) in waiting {
                 let _ = decided.send(Ok(Err(reason.clone())));
             }
         }
+    }
+}
+
+/// Why an entry's appends were not decided.
+enum Undecided {
+    NotLeader,
+    Failed(String),
+}
+
+/// Writes one entry and waits for its outcomes, but never past the vote it was written under
+/// nor past [`COMMIT_TIMEOUT`]: the proposer writes one entry at a time, and openraft 0.9 may
+/// never answer a write. It answers an entry when it applies it or truncates it, but not when
+/// a snapshot passes over it, which is what happens to an entry a deposed leader wrote and
+/// could not replicate (a killed leader restarts believing it still leads). An entry left
+/// undecided here may still be committed by the next leader; its appends' callers retry with
+/// the same idempotency keys, and get the recorded outcome.
+async fn decide_entry(
+    raft: &Raft<TypeConfig>,
+    entry: LogRequest,
+) -> Result<Vec<AppendOutcome>, Undecided> {
+    let mut server = raft.server_metrics();
+    let written_under = server.borrow_and_update().vote;
+    tokio::select! {
+        written = raft.client_write(entry) => match written {
+            Ok(response) => Ok(response.data.outcomes),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_))) => {
+                Err(Undecided::NotLeader)
+            }
+            Err(error) => Err(Undecided::Failed(error.to_string())),
+        },
+        // Closed with the Raft core: the write fails on its own then.
+        Ok(_) = server.wait_for(|now| now.vote != written_under) => Err(Undecided::NotLeader),
+        () = tokio::time::sleep(COMMIT_TIMEOUT) => Err(Undecided::Failed(not_committed())),
     }
 }
 
