@@ -5,7 +5,8 @@
 //!
 //! ```text
 //!  NATS, queue group `eventlog`                    (service: decode, refuse bad input, reply)
-//!   bulkhead.eventlog.{append,read,read_stream,status,membership}, .node.<id>.{append,read,status}
+//!   bulkhead.eventlog.{append (leader only),read,read_stream,status,membership},
+//!   bulkhead.eventlog.node.<id>.{append,read,status}
 //!        │ append                                  │ read, status, membership
 //!        ▼                                         │
 //!   validate(limits) ─► batcher (followers only)   │

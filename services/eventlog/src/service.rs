@@ -2,11 +2,12 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bulkhead_runtime::bus::{Subscription, TypedBus};
 use bulkhead_runtime::health::{HEARTBEAT_INTERVAL, Health};
 use bulkhead_schema::messages::eventlog::{
-    AppendRequest, CommittedEvents, MembershipRequest, ReadRequest, ReadStreamRequest,
+    AppendReply, AppendRequest, CommittedEvents, MembershipRequest, ReadRequest, ReadStreamRequest,
     StatusRequest,
 };
 use bulkhead_schema::messages::health::ServiceState;
@@ -18,7 +19,11 @@ use crate::node::{Inner, MAX_PAGE_BYTES, MAX_PAGE_EVENTS, fitting};
 use crate::{EventlogConfig, EventlogError, LogNode};
 
 /// Every replica serves the shared subjects in this queue group: one of them takes each request.
+/// The shared append subject only the leader serves (`serve_appends_while_leading`).
 const QUEUE_GROUP: &str = "eventlog";
+
+/// How long a leader waits before it tries again to subscribe to the shared append subject.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
 
 /// Requests of one subject being handled at once; more wait in the subscription (and NATS
 /// drops them if they pile up, as it does for any slow consumer).
@@ -49,7 +54,6 @@ async fn serve(
     let id = inner.id;
     let raw = bus.raw();
     let shared = async |subject: Subject| raw.queue_subscribe(&subject, QUEUE_GROUP).await;
-    let append = shared(Subject::eventlog_append()).await?;
     let read = shared(Subject::eventlog_read()).await?;
     let read_stream = shared(Subject::eventlog_read_stream()).await?;
     let status = shared(Subject::eventlog_status()).await?;
@@ -66,12 +70,8 @@ async fn serve(
     };
     let work = async {
         tokio::join!(
-            server.answer(append, |node: Arc<Inner>, request: AppendRequest| async move {
-                node.append(request).await
-            }),
-            server.answer(node_append, |node: Arc<Inner>, request: AppendRequest| async move {
-                node.append(request).await
-            }),
+            serve_appends_while_leading(&server),
+            server.answer(node_append, append),
             server.answer(read, |node: Arc<Inner>, request: ReadRequest| async move {
                 node.via_leader(request).await
             }),
@@ -104,6 +104,50 @@ async fn serve(
             tracing::error!(%error, "the replica failed");
             stop.cancel();
             Err(error)
+        }
+    }
+}
+
+async fn append(node: Arc<Inner>, request: AppendRequest) -> AppendReply {
+    node.append(request).await
+}
+
+/// Serves the shared append subject while this replica leads, and only then: a client's append
+/// reaches the leader in one hop, as a JetStream publish reaches its stream's leader, where a
+/// follower would hand it over (one more round trip, over HTTP). While leadership moves, nobody
+/// serves it for a moment and NATS tells clients so at once (no responders); they retry, as
+/// they do `Unavailable`. A deposed leader not yet told serves it alongside the new one and
+/// answers `Unavailable`.
+async fn serve_appends_while_leading(server: &Server<'_>) {
+    let mut metrics = server.node.raft.server_metrics();
+    loop {
+        tokio::select! {
+            _ = server.stop.cancelled() => return,
+            leads = metrics.wait_for(|now| now.state == ServerState::Leader) => {
+                if leads.is_err() {
+                    return;
+                }
+            }
+        }
+        let subscribed = server
+            .bus
+            .raw()
+            .queue_subscribe(&Subject::eventlog_append(), QUEUE_GROUP)
+            .await;
+        let appends = match subscribed {
+            Ok(appends) => appends,
+            Err(error) => {
+                tracing::warn!(%error, "cannot serve appends as the leader; trying again");
+                tokio::select! {
+                    _ = server.stop.cancelled() => return,
+                    () = tokio::time::sleep(RESUBSCRIBE_AFTER) => continue,
+                }
+            }
+        };
+        // Dropping the subscription unsubscribes; appends being decided still get their answer.
+        tokio::select! {
+            () = server.answer(appends, append) => {}
+            _ = metrics.wait_for(|now| now.state != ServerState::Leader) => {}
         }
     }
 }

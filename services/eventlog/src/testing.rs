@@ -40,24 +40,34 @@ impl SingleNodeLog {
         self.dir.path()
     }
 
-    /// A request, retried while nobody serves `subject` yet (the log electing itself, a
-    /// service catching up), each attempt and the retries bounded by `wait`; panics on any
-    /// other error.
+    /// [`ask_until_served`] on this log's bus.
     pub async fn ask<Q: WireMessage, R: WireMessage>(
         &self,
         subject: &Subject,
         request: &Q,
         wait: Duration,
     ) -> R {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            match self.bus.request::<Q, R>(subject, request, wait).await {
-                Ok(reply) => return reply.message,
-                Err(BusError::NoResponders(_)) if tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(20)).await
-                }
-                Err(error) => panic!("{subject}: {error}"),
+        ask_until_served(&self.bus, subject, request, wait).await
+    }
+}
+
+/// A request, retried while nobody serves `subject` yet (the log electing itself, a new leader
+/// subscribing to appends, a service catching up), each attempt and the retries bounded by
+/// `wait`; panics on any other error.
+pub async fn ask_until_served<Q: WireMessage, R: WireMessage>(
+    bus: &TypedBus,
+    subject: &Subject,
+    request: &Q,
+    wait: Duration,
+) -> R {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match bus.request::<Q, R>(subject, request, wait).await {
+            Ok(reply) => return reply.message,
+            Err(BusError::NoResponders(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
             }
+            Err(error) => panic!("{subject}: {error}"),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bulkhead_eventlog::testing::ask_until_served;
 use bulkhead_eventlog::{EventlogConfig, EventlogError, Limits, Peers, run};
 use bulkhead_runtime::bus::TypedBus;
 use bulkhead_runtime::health::Health;
@@ -66,10 +67,7 @@ async fn bus(nats: &NatsServer) -> TypedBus {
 }
 
 async fn ask<Q: WireMessage, R: WireMessage>(bus: &TypedBus, subject: &Subject, request: &Q) -> R {
-    bus.request::<Q, R>(subject, request, REQUEST_TIMEOUT)
-        .await
-        .unwrap_or_else(|e| panic!("{} on {subject}: {e}", Q::TYPE))
-        .message
+    ask_until_served(bus, subject, request, REQUEST_TIMEOUT).await
 }
 
 /// Polls `probe` until it yields a value, at most `within`.
