@@ -775,11 +775,16 @@ async fn a_restarted_leader_whose_unanswered_entry_a_snapshot_passed_over_decide
             )
             .await;
     }
-    let purged = cluster.status(leader).await.unwrap().purged_index;
-    assert!(
-        purged > Some(stale_index),
-        "the leader kept index {stale_index}: {purged:?}"
-    );
+    // Snapshots are built, and the log purged behind them, in the background.
+    let purged = eventually(
+        &format!("replica {leader} purges its log past index {stale_index}"),
+        Duration::from_secs(10),
+        || async move {
+            let purged = cluster.status(leader).await?.purged_index;
+            (purged > Some(stale_index)).then_some(purged)
+        },
+    )
+    .await;
     cluster.network.heal();
     eventually(
         &format!("replica {stale} catches up by snapshot"),
