@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bulkhead_schema::messages::eventlog::{AppendOutcome, ExpectedVersion, RecordedEvent};
 use openraft::storage::RaftStateMachine;
@@ -318,11 +318,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     // The copy is taken here, on the state machine's task, because sled has no point-in-time
     // view and openraft keeps applying while the builder runs on another task.
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
+        let copying = Instant::now();
+        let entries = self.dump();
         SnapshotBuilder {
             tree: self.tree.clone(),
             flusher: self.flusher.clone(),
             applied: self.applied.clone(),
-            entries: self.dump(),
+            entries,
+            copied_in: copying.elapsed(),
         }
     }
 
@@ -365,6 +368,8 @@ pub struct SnapshotBuilder {
     applied: AppliedState,
     // `get_snapshot_builder` cannot fail, so a failed copy is reported by `build_snapshot`.
     entries: Result<Vec<(ByteBuf, ByteBuf)>, StoreError>,
+    /// How long applying waited for the copy.
+    copied_in: Duration,
 }
 
 impl SnapshotBuilder {
@@ -430,16 +435,26 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.applied.last_membership.clone(),
             snapshot_id,
         };
+        let building = Instant::now();
         let data = self
             .build(&meta)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+        let built_in = building.elapsed();
         // Durable before openraft purges the log the snapshot stands for: this also flushes the
         // state machine, which `apply` leaves to sled's background flush.
+        let flushing = Instant::now();
         self.flusher
             .flush(&self.tree)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        tracing::info!(snapshot = %meta, bytes = data.len(), "built snapshot");
+        tracing::info!(
+            snapshot = %meta,
+            bytes = data.len(),
+            copy_ms = self.copied_in.as_millis(),
+            build_ms = built_in.as_millis(),
+            flush_ms = flushing.elapsed().as_millis(),
+            "built snapshot"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
