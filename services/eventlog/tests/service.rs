@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use bulkhead_eventlog::testing::ask_until_served;
 use bulkhead_eventlog::{EventlogConfig, EventlogError, Limits, Peers, run};
-use bulkhead_runtime::bus::TypedBus;
+use bulkhead_runtime::bus::{BusError, TypedBus};
 use bulkhead_runtime::health::Health;
 use bulkhead_runtime::testing::{NatsServer, free_port};
 use bulkhead_schema::messages::common::RequestRejected;
@@ -471,7 +471,30 @@ async fn three_replicas_replicate_forward_refuse_bad_input_and_change_membership
         appended(13, 13, 1)
     );
     converged(&bus, &voters, 13).await;
-    for replica in replicas {
+
+    // Only the leader serves the shared append subject: stopped, nobody answers it until the
+    // other two have elected one (a second or so), which then does.
+    let leader = leader_of(&bus, &voters).await;
+    let (stopped, survivors): (Vec<_>, Vec<_>) = replicas
+        .into_iter()
+        .partition(|replica| replica.id == leader);
+    for replica in stopped {
+        replica.stop().await;
+    }
+    let while_electing = mk_append("s/elected", ExpectedVersion::Any, "elected", 1);
+    let unserved = bus
+        .request::<_, AppendReply>(
+            &Subject::eventlog_append(),
+            &while_electing,
+            REQUEST_TIMEOUT,
+        )
+        .await;
+    assert!(
+        matches!(unserved, Err(BusError::NoResponders(_))),
+        "a follower served an append: {unserved:?}"
+    );
+    assert_eq!(append(&bus, &while_electing).await, appended(14, 14, 1));
+    for replica in survivors {
         assert!(voters.contains(&replica.id));
         replica.stop().await;
     }

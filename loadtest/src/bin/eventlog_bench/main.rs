@@ -31,13 +31,13 @@ use crate::targets::{
     ATTEMPT_TIMEOUT, BulkheadLog, JetStreamStream, NatsRoundTrip, RawSled, wait_until_appending,
 };
 
-/// The event log append benchmark: Bulkhead (1 and 3 replicas) against JetStream (R1, R3) and
-/// the raw sled and NATS floors, then leader-kill recovery. Prints figures, never fails on them.
 /// The full matrix: what a run without `--replicas`, `--clients` or `--event-bytes` measures.
 const FULL_REPLICAS: [u64; 2] = [1, 3];
 const FULL_CLIENTS: [usize; 3] = [1, 16, 256];
 const FULL_EVENT_BYTES: [usize; 2] = [256, 2048];
 
+/// The event log append benchmark: Bulkhead (1 and 3 replicas) against JetStream (R1, R3) and
+/// the raw sled and NATS floors, then leader-kill recovery. Prints figures, never fails on them.
 #[derive(Debug, Parser)]
 struct Args {
     /// Short cells and a single leader kill: checks that everything runs, figures not to quote.
@@ -622,6 +622,44 @@ fn print_trouble(figures: &Figures, systems: &[System]) {
                 result.cell.event_bytes,
                 result.cell.clients
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(line: &[&str]) -> Args {
+        Args::try_parse_from(std::iter::once("eventlog-bench").chain(line.iter().copied()))
+            .expect("arguments parse")
+    }
+
+    #[test]
+    fn the_full_matrix_is_the_default_and_any_part_of_it_is_labelled_partial() {
+        let full = args(&[]);
+        assert!(full.check().is_ok() && !full.partial());
+        let part = args(&["--replicas", "3", "--clients", "1,16"]);
+        assert!(part.check().is_ok() && part.partial());
+        assert_eq!((part.replicas, part.clients), (vec![3], vec![1, 16]));
+        assert!(args(&["--no-reference"]).partial());
+    }
+
+    #[test]
+    fn a_matrix_the_benchmark_cannot_run_is_refused_with_the_reason() {
+        for (line, reason) in [
+            (
+                ["--replicas", "2"],
+                "--replicas 2: the benchmark runs 1 or 3 replicas",
+            ),
+            (["--clients", "0"], "--clients: at least 1 client"),
+            (
+                ["--event-bytes", "0"],
+                "--event-bytes: an event of at least 1 byte",
+            ),
+        ] {
+            let refused = args(&line).check().expect_err("refused");
+            assert_eq!(refused.to_string(), reason);
         }
     }
 }
