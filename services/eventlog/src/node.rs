@@ -28,10 +28,11 @@ use crate::{
 /// Raft timing: a heartbeat is also the time budget of one AppendEntries round trip (fsync on
 /// the follower included). openraft 0.9 makes a follower wait the leader's lease (the maximum
 /// election timeout) plus its own election timeout, checked every 1.5 heartbeats, before it
-/// calls an election: 0.65-1.0 s of silence here, over four lost heartbeats. Longer timeouts
-/// (400-600 ms) kept a dead leader in place 1.2 s typically and up to 2.5 s (docs/eventlog.md).
+/// calls an election: 1.0-1.4 s of silence here. Not shorter: a follower catching up by
+/// snapshot hears nothing from the leader while the leader builds it, and with 250-400 ms it
+/// called elections over and over, deposing the leader each time (docs/eventlog.md).
 const HEARTBEAT_MS: u64 = 150;
-const ELECTION_TIMEOUT_MS: (u64, u64) = (250, 400);
+const ELECTION_TIMEOUT_MS: (u64, u64) = (400, 600);
 /// The last chunk of a snapshot is answered once the follower has installed it.
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5_000;
 const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
