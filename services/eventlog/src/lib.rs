@@ -46,6 +46,7 @@
 
 mod batching;
 mod config;
+mod election;
 mod error;
 mod flush;
 mod keyspace;
