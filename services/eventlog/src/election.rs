@@ -44,16 +44,10 @@ pub(crate) fn leads(node: &Inner) -> Option<Vote<NodeId>> {
     (metrics.state == ServerState::Leader).then_some(metrics.vote)
 }
 
-/// Calls an election on this replica when the leader stops saying it leads, until `stop`: one
-/// per leader lost. If it fails (a split vote, or a longer log elsewhere), the next ones are
-/// openraft's, whose timer makes a replica that met a longer log wait: called by every
-/// survivor at its own pace, the shorter log can take each new term first and, refused for its
-/// log, keep the longer one from winning any (seen in the benchmark before this rule).
+/// Calls elections on this replica when the leader stops saying it leads, until `stop`.
 pub(crate) async fn call_elections(node: Arc<Inner>, stop: CancellationToken) {
     let mut heard_at = Instant::now();
     let mut pause = random_pause();
-    let mut last_vote = None;
-    let mut called = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
@@ -69,26 +63,17 @@ pub(crate) async fn call_elections(node: Arc<Inner>, stop: CancellationToken) {
                 .map(|leader| leader.addr.clone());
             (metrics.state, metrics.vote, leader)
         };
-        // A vote granted or a newer term seen is news of an election under way, as it is to
-        // openraft's timer: a replica that has just voted for a new leader not yet heard from
-        // must not depose it.
-        if last_vote != Some(vote) {
-            last_vote = Some(vote);
-            heard_at = Instant::now();
-        }
         if state != ServerState::Follower && state != ServerState::Candidate {
             heard_at = Instant::now();
-            called = false;
             continue;
         }
         if let Some(addr) = leader
             && leader_still_leads(&node, &addr, &vote).await
         {
             heard_at = Instant::now();
-            called = false;
             continue;
         }
-        if called || heard_at.elapsed() < SILENCE + pause {
+        if heard_at.elapsed() < SILENCE + pause {
             continue;
         }
         tracing::info!(
@@ -98,7 +83,8 @@ pub(crate) async fn call_elections(node: Arc<Inner>, stop: CancellationToken) {
         if node.raft.trigger().elect().await.is_err() {
             return;
         }
-        called = true;
+        // The next one, if this one fails, after the silence and a new pause.
+        heard_at = Instant::now();
         pause = random_pause();
     }
 }
