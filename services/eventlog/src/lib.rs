@@ -46,7 +46,6 @@
 
 mod batching;
 mod config;
-mod election;
 mod error;
 mod flush;
 mod keyspace;

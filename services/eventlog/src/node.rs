@@ -18,7 +18,6 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::batching::{self, BatchLimits, Batchable};
-use crate::election;
 use crate::leader::{self, AppendBatch, COMMIT_TIMEOUT, LeaderOp, NotLeader, Proposal};
 use crate::network::{Network, PeerClient};
 use crate::{
@@ -32,8 +31,8 @@ use crate::{
 /// calls an election: 1.0-1.4 s of silence here. Not shorter: a follower catching up by
 /// snapshot hears nothing from the leader while the leader builds it, and with 250-400 ms it
 /// called elections over and over, deposing the leader each time (docs/eventlog.md).
-pub(crate) const HEARTBEAT_MS: u64 = 150;
-pub(crate) const ELECTION_TIMEOUT_MS: (u64, u64) = (400, 600);
+const HEARTBEAT_MS: u64 = 150;
+const ELECTION_TIMEOUT_MS: (u64, u64) = (400, 600);
 /// The last chunk of a snapshot is answered once the follower has installed it.
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5_000;
 const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
@@ -72,7 +71,7 @@ pub(crate) struct Inner {
     pub(crate) id: NodeId,
     pub(crate) raft: Raft<TypeConfig>,
     reader: EventReader,
-    pub(crate) peers: PeerClient,
+    peers: PeerClient,
     limits: Limits,
     appends: mpsc::Sender<QueuedAppend>,
     /// The leader's entries being gathered (`leader::propose_entries`).
@@ -184,7 +183,6 @@ impl LogNode {
                 async move { decide(&node, batch).await }
             },
         ));
-        tasks.spawn(election::call_elections(inner.clone(), stop.clone()));
         tasks.spawn(leader::propose_entries(
             inner.raft.clone(),
             proposal_queue,

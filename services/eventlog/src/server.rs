@@ -16,7 +16,6 @@ use bulkhead_schema::messages::eventlog::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::election::{LEADS_PATH, leads};
 use crate::leader::{AppendBatch, LeaderOp};
 use crate::network::{APPEND_ENTRIES_PATH, SNAPSHOT_PATH, VOTE_PATH};
 use crate::node::Inner;
@@ -49,12 +48,6 @@ pub(crate) fn router(node: Arc<Inner>) -> Router {
                 answer(body, move |rpc| async move {
                     node.raft.install_snapshot(rpc).await
                 })
-            }),
-        )
-        .route(
-            LEADS_PATH,
-            post(|State(node): State<Arc<Inner>>, body: Bytes| {
-                answer(body, move |()| async move { leads(&node) })
             }),
         )
         .route(AppendBatch::PATH, post(leader_op::<AppendBatch>))
