@@ -1,7 +1,7 @@
 //! Child processes of a benchmark. Each is SIGKILLed when dropped, so an aborted run leaves
 //! nothing behind, and writes its output to a log file, so a failed run can be diagnosed.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,9 +16,14 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts `command` with stdout and stderr going to `log`.
+    /// Starts `command` with stdout and stderr appended to `log`, so that a restarted process
+    /// keeps the output of its earlier life next to its new one.
     pub fn spawn(name: &str, mut command: Command, log: &Path) -> anyhow::Result<Self> {
-        let out = File::create(log).with_context(|| format!("create {}", log.display()))?;
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("open {}", log.display()))?;
         let child = command
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)

@@ -22,6 +22,14 @@ pub enum StoreError {
     SnapshotFormat { found: u32, supported: u32 },
     #[error("snapshot holds a key outside the state machine's key spaces (prefix {prefix:#04x})")]
     ForeignSnapshotKey { prefix: u8 },
+    #[error("a {space} key is not one this version writes")]
+    CorruptKey { space: &'static str },
+    #[error("a storage task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("cannot start a snapshot builder thread: {0}")]
+    Thread(std::io::Error),
+    #[error("the snapshot builder thread stopped without an answer")]
+    BuilderLost,
     #[error("cannot start the flusher thread: {0}")]
     Flusher(std::io::Error),
 }

@@ -45,6 +45,15 @@ impl KeyCodec for (&str, u64) {
     }
 }
 
+/// The inverse of the `(&str, u64)` codec on a whole key, prefix byte included: the name's bytes
+/// and the number, or `None` for a key it did not write.
+pub(crate) fn name_and_number(key: &[u8]) -> Option<(&[u8], u64)> {
+    let (len, rest) = key.get(1..)?.split_first_chunk::<8>()?;
+    let len = usize::try_from(u64::from_be_bytes(*len)).ok()?;
+    let (name, number) = rest.split_at_checked(len)?;
+    Some((name, u64::from_be_bytes(number.try_into().ok()?)))
+}
+
 /// One typed map inside a tree.
 pub(crate) trait KeySpace {
     /// First byte of every key; unique among the key spaces sharing a tree.
@@ -212,5 +221,16 @@ mod tests {
             Pairs::values(&tree, Bound::Unbounded, Bound::Unbounded).count(),
             4
         );
+    }
+
+    #[test]
+    fn a_name_and_number_key_splits_back_into_its_parts() {
+        for (name, n) in [("", 0), ("ab", 7), ("stream-ü", u64::MAX)] {
+            let key = Pairs::key((name, n));
+            assert_eq!(name_and_number(&key), Some((name.as_bytes(), n)));
+        }
+        for short in [&Pairs::key(("ab", 7))[..10], &[8][..], &[]] {
+            assert_eq!(name_and_number(short), None, "{short:?}");
+        }
     }
 }

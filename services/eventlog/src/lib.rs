@@ -31,6 +31,9 @@
 //!   while leading: bulkhead.eventlog.committed ◄───── EventReader: read, read_stream, versions
 //! ```
 //!
+//! What the Raft listener sees of votes and AppendEntries also feeds `election`, which ends split
+//! votes at once and keeps a replica that is catching up from calling elections.
+//!
 //! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces,
 //! and flush it through one `flush::Flusher` thread, one flush at a time for all the requests
 //! queued meanwhile (sled 0.34 can deadlock on concurrent flushes). The log is fsynced before
@@ -46,6 +49,7 @@
 
 mod batching;
 mod config;
+mod election;
 mod error;
 mod flush;
 mod keyspace;

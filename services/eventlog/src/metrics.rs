@@ -29,6 +29,14 @@ static ENTRIES: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
 });
 
+static ELECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    bulkhead_runtime::metrics::counter_vec(
+        "bulkhead_eventlog_elections_called_total",
+        "Elections this replica called at once to end a split vote (see election.rs), by rule",
+        &["rule"],
+    )
+});
+
 pub(crate) fn append_answered(reply: &AppendReply) {
     let outcome = match reply {
         AppendReply::Decided(AppendOutcome::Appended { .. }) => "appended",
@@ -45,4 +53,8 @@ pub(crate) fn append_rejected(kind: &str) {
 
 pub(crate) fn entry_proposed() {
     ENTRIES.with_label_values::<&str>(&[]).inc();
+}
+
+pub(crate) fn election_called(rule: &str) {
+    ELECTIONS.with_label_values(&[rule]).inc();
 }

@@ -3,6 +3,7 @@
 //! on its own listener rather than NATS.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::BasicNode;
@@ -17,6 +18,7 @@ use openraft::raft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::election::Elections;
 use crate::{NodeId, TypeConfig};
 
 pub(crate) const APPEND_ENTRIES_PATH: &str = "/raft/append";
@@ -144,6 +146,7 @@ impl PeerClient {
 /// votes.
 pub(crate) struct Network {
     pub(crate) client: PeerClient,
+    pub(crate) elections: Arc<Elections>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -152,6 +155,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     async fn new_client(&mut self, target: NodeId, node: &BasicNode) -> Peer {
         Peer {
             client: self.client.clone(),
+            elections: self.elections.clone(),
             target,
             addr: node.addr.clone(),
         }
@@ -160,6 +164,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 pub(crate) struct Peer {
     client: PeerClient,
+    elections: Arc<Elections>,
     target: NodeId,
     addr: String,
 }
@@ -214,7 +219,8 @@ impl RaftNetwork<TypeConfig> for Peer {
         rpc: VoteRequest<NodeId>,
         option: RPCOption,
     ) -> RpcResult<VoteResponse<NodeId>, openraft::error::Infallible> {
-        self.rpc(VOTE_PATH, &rpc, &option).await
+        let answer = self.rpc(VOTE_PATH, &rpc, &option).await?;
+        Ok(self.elections.was_answered(self.target, &rpc, answer))
     }
 
     fn backoff(&self) -> Backoff {

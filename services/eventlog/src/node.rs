@@ -18,6 +18,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::batching::{self, BatchLimits, Batchable};
+use crate::election::{self, Elections};
 use crate::leader::{self, AppendBatch, COMMIT_TIMEOUT, LeaderOp, NotLeader, Proposal};
 use crate::network::{Network, PeerClient};
 use crate::{
@@ -28,11 +29,9 @@ use crate::{
 /// Raft timing: a heartbeat is also the time budget of one AppendEntries round trip (fsync on
 /// the follower included). openraft 0.9 makes a follower wait the leader's lease (the maximum
 /// election timeout) plus its own election timeout, checked every 1.5 heartbeats, before it
-/// calls an election: 1.0-1.4 s of silence here. Not shorter: a follower catching up by
-/// snapshot hears nothing from the leader while the leader builds it, and with 250-400 ms it
-/// called elections over and over, deposing the leader each time (docs/eventlog.md).
+/// calls an election: 1.0-1.4 s of silence here; `election` ends split votes at once.
 const HEARTBEAT_MS: u64 = 150;
-const ELECTION_TIMEOUT_MS: (u64, u64) = (400, 600);
+pub(crate) const ELECTION_TIMEOUT_MS: (u64, u64) = (400, 600);
 /// The last chunk of a snapshot is answered once the follower has installed it.
 const INSTALL_SNAPSHOT_TIMEOUT_MS: u64 = 5_000;
 const SNAPSHOT_CHUNK_BYTES: u64 = 1024 * 1024;
@@ -76,6 +75,7 @@ pub(crate) struct Inner {
     appends: mpsc::Sender<QueuedAppend>,
     /// The leader's entries being gathered (`leader::propose_entries`).
     pub(crate) proposals: mpsc::Sender<Proposal>,
+    pub(crate) elections: Arc<Elections>,
 }
 
 struct QueuedAppend {
@@ -127,8 +127,10 @@ impl LogNode {
             ..openraft::Config::default()
         }
         .validate()?;
+        let (elections, election_runs) = Elections::new(config.node_id);
         let network = Network {
             client: peers.clone(),
+            elections: elections.clone(),
         };
         let raft = Raft::new(
             config.node_id,
@@ -160,6 +162,7 @@ impl LogNode {
             limits: config.limits,
             appends,
             proposals,
+            elections,
         });
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -182,6 +185,16 @@ impl LogNode {
                 let node = deciding.clone();
                 async move { decide(&node, batch).await }
             },
+        ));
+        tasks.spawn(election::call(
+            inner.raft.clone(),
+            election_runs,
+            stop.clone(),
+        ));
+        tasks.spawn(election::gate(
+            inner.raft.clone(),
+            inner.elections.clone(),
+            stop.clone(),
         ));
         tasks.spawn(leader::propose_entries(
             inner.raft.clone(),

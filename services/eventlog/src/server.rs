@@ -13,9 +13,11 @@ use axum::routing::post;
 use bulkhead_schema::messages::eventlog::{
     MembershipRequest, ReadRequest, ReadStreamRequest, StatusRequest,
 };
+use openraft::raft::VoteRequest;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::NodeId;
 use crate::leader::{AppendBatch, LeaderOp};
 use crate::network::{APPEND_ENTRIES_PATH, SNAPSHOT_PATH, VOTE_PATH};
 use crate::node::Inner;
@@ -32,20 +34,32 @@ pub(crate) fn router(node: Arc<Inner>) -> Router {
             APPEND_ENTRIES_PATH,
             post(|State(node): State<Arc<Inner>>, body: Bytes| {
                 answer(body, move |rpc| async move {
-                    node.raft.append_entries(rpc).await
+                    node.elections.heard_from_leader();
+                    let answer = node.raft.append_entries(rpc).await;
+                    if let Ok(answer) = &answer {
+                        node.elections.appended(answer);
+                    }
+                    answer
                 })
             }),
         )
         .route(
             VOTE_PATH,
             post(|State(node): State<Arc<Inner>>, body: Bytes| {
-                answer(body, move |rpc| async move { node.raft.vote(rpc).await })
+                answer(body, move |rpc: VoteRequest<NodeId>| async move {
+                    let answer = node.raft.vote(rpc.clone()).await;
+                    if let Ok(answer) = &answer {
+                        node.elections.answered(&rpc, answer);
+                    }
+                    answer
+                })
             }),
         )
         .route(
             SNAPSHOT_PATH,
             post(|State(node): State<Arc<Inner>>, body: Bytes| {
                 answer(body, move |rpc| async move {
+                    let _installing = node.elections.installing();
                     node.raft.install_snapshot(rpc).await
                 })
             }),

@@ -6,7 +6,7 @@ use std::io::Cursor;
 use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bulkhead_schema::messages::eventlog::{AppendOutcome, ExpectedVersion, RecordedEvent};
 use openraft::storage::RaftStateMachine;
@@ -16,11 +16,12 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
+use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use crate::flush::Flusher;
-use crate::keyspace::{KeySpace, key_space};
+use crate::keyspace::{KeySpace, key_space, name_and_number};
 use crate::{AppendCommand, LogRequest, LogResponse, NodeId, StoreError, TypeConfig};
 
 key_space!(
@@ -102,74 +103,149 @@ impl StateMachineStore {
             changed: self.changed.clone(),
         }
     }
+}
 
-    fn dump(&self) -> Result<Vec<(ByteBuf, ByteBuf)>, StoreError> {
-        let mut entries = Vec::new();
-        for prefix in SNAPSHOT_SPACES {
-            for item in self.tree.scan_prefix([prefix]) {
-                let (key, value) = item?;
-                entries.push((ByteBuf::from(key.to_vec()), ByteBuf::from(value.to_vec())));
+/// Replaces the whole state with the snapshot's in one atomic batch.
+fn replace_with(
+    tree: &sled::Tree,
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+    data: Vec<u8>,
+) -> Result<AppliedState, StoreError> {
+    let payload: SnapshotPayload =
+        rmp_serde::from_slice(&data).map_err(|source| StoreError::Decode {
+            space: "snapshot",
+            source,
+        })?;
+    if payload.format != SNAPSHOT_FORMAT {
+        return Err(StoreError::SnapshotFormat {
+            found: payload.format,
+            supported: SNAPSHOT_FORMAT,
+        });
+    }
+    let mut batch = sled::Batch::default();
+    for prefix in SNAPSHOT_SPACES {
+        for key in tree.scan_prefix([prefix]).keys() {
+            batch.remove(key?);
+        }
+    }
+    for (key, value) in payload.entries {
+        match key.first() {
+            Some(prefix) if SNAPSHOT_SPACES.contains(prefix) => {
+                batch.insert(key.into_vec(), value.into_vec())
+            }
+            other => {
+                return Err(StoreError::ForeignSnapshotKey {
+                    prefix: other.copied().unwrap_or_default(),
+                });
             }
         }
-        Ok(entries)
     }
+    let applied = AppliedState {
+        last_applied: meta.last_log_id,
+        last_membership: meta.last_membership.clone(),
+    };
+    Applied::put(&mut batch, (), &applied)?;
+    SnapshotMetaSpace::put(&mut batch, (), meta)?;
+    SnapshotDataSpace::put(&mut batch, (), &ByteBuf::from(data))?;
+    tree.apply_batch(batch)?;
+    Ok(applied)
+}
 
-    /// Replaces the whole state with the snapshot's in one atomic batch.
-    fn replace_with(
-        &self,
-        meta: &SnapshotMeta<NodeId, BasicNode>,
-        data: Vec<u8>,
-    ) -> Result<AppliedState, StoreError> {
-        let payload: SnapshotPayload =
-            rmp_serde::from_slice(&data).map_err(|source| StoreError::Decode {
-                space: "snapshot",
-                source,
-            })?;
-        if payload.format != SNAPSHOT_FORMAT {
-            return Err(StoreError::SnapshotFormat {
-                found: payload.format,
-                supported: SNAPSHOT_FORMAT,
+fn current_snapshot(tree: &sled::Tree) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
+    let Some(meta) = SnapshotMetaSpace::get(tree, ())? else {
+        return Ok(None);
+    };
+    let data = SnapshotDataSpace::get(tree, ())?.unwrap_or_default();
+    Ok(Some(Snapshot {
+        meta,
+        snapshot: Box::new(Cursor::new(data.into_vec())),
+    }))
+}
+
+/// Runs sled work over the whole state (snapshots) off the async workers: it takes seconds for
+/// a big log, and a worker stuck in it stalled the Raft core's timers and RPCs with it.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work).await?
+}
+
+/// A snapshot build's thread priority, niceness 10 (thread-priority maps 0..=99 onto niceness
+/// 20..=-20): it gets about a tenth of a core that appends want too, and all of an idle one.
+const BUILD_PRIORITY: u8 = 24;
+
+/// Like [`blocking`], on a thread of its own at [`BUILD_PRIORITY`]: a build reads, encodes and
+/// writes the whole state, seconds of CPU that appends applied meanwhile should not queue behind.
+async fn in_background<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
+) -> Result<T, StoreError> {
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("eventlog-snapshot".into())
+        .spawn(move || {
+            let lowered = ThreadPriorityValue::try_from(BUILD_PRIORITY).and_then(|value| {
+                set_current_thread_priority(ThreadPriority::Crossplatform(value))
+                    .map_err(|error| error.to_string())
             });
-        }
-        let mut batch = sled::Batch::default();
-        for prefix in SNAPSHOT_SPACES {
-            for key in self.tree.scan_prefix([prefix]).keys() {
-                batch.remove(key?);
+            if let Err(error) = lowered {
+                tracing::warn!(%error, "cannot lower the snapshot builder's priority");
             }
-        }
-        for (key, value) in payload.entries {
-            match key.first() {
-                Some(prefix) if SNAPSHOT_SPACES.contains(prefix) => {
-                    batch.insert(key.into_vec(), value.into_vec())
-                }
-                other => {
-                    return Err(StoreError::ForeignSnapshotKey {
-                        prefix: other.copied().unwrap_or_default(),
-                    });
-                }
-            }
-        }
-        let applied = AppliedState {
-            last_applied: meta.last_log_id,
-            last_membership: meta.last_membership.clone(),
-        };
-        Applied::put(&mut batch, (), &applied)?;
-        SnapshotMetaSpace::put(&mut batch, (), meta)?;
-        SnapshotDataSpace::put(&mut batch, (), &ByteBuf::from(data))?;
-        self.tree.apply_batch(batch)?;
-        Ok(applied)
-    }
+            let _ = done.send(work());
+        })
+        .map_err(StoreError::Thread)?;
+    result.await.map_err(|_| StoreError::BuilderLost)?
+}
 
-    fn current_snapshot(&self) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
-        let Some(meta) = SnapshotMetaSpace::get(&self.tree, ())? else {
-            return Ok(None);
-        };
-        let data = SnapshotDataSpace::get(&self.tree, ())?.unwrap_or_default();
-        Ok(Some(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data.into_vec())),
-        }))
+/// The application's state as it was when `cut` was the last sequence number, read while
+/// applying goes on: sled has no point-in-time view, but events and stream index entries
+/// are never changed once written and carry their sequence number, stream heads follow from
+/// the index, and an outcome is written once, at its key's first use. So the entries after
+/// the cut are left out by their sequence numbers, except conflicts (they carry none). Such
+/// a conflict is decided again, the same way, when the entries after the cut are applied on
+/// top of the snapshot: its key is first used in one of them, so nothing before it reads it.
+fn dump_at(tree: &sled::Tree, cut: u64) -> Result<Vec<(ByteBuf, ByteBuf)>, StoreError> {
+    let raw = |key: &[u8], value: &[u8]| (ByteBuf::from(key), ByteBuf::from(value));
+    let mut entries = vec![raw(&LastSeq::key(()), &LastSeq::encode(&cut)?)];
+    for item in Events::raw_range(tree, Bound::Unbounded, Bound::Included(cut)) {
+        let (key, value) = item?;
+        entries.push(raw(&key, &value));
     }
+    // Index keys are ordered by stream, then version: a stream's head is its last entry.
+    let mut head: Option<(String, u64)> = None;
+    let mut heads = Vec::new();
+    for item in StreamIndex::raw_range(tree, Bound::Unbounded, Bound::Unbounded) {
+        let (key, value) = item?;
+        if StreamIndex::decode(&value)? > cut {
+            continue;
+        }
+        entries.push(raw(&key, &value));
+        let corrupt = || StoreError::CorruptKey {
+            space: StreamIndex::NAME,
+        };
+        let (stream, version) = name_and_number(&key).ok_or_else(corrupt)?;
+        let stream = std::str::from_utf8(stream).map_err(|_| corrupt())?;
+        match &mut head {
+            Some((current, newest)) if current == stream => *newest = version,
+            _ => heads.extend(head.replace((stream.to_owned(), version))),
+        }
+    }
+    for (stream, version) in heads.into_iter().chain(head) {
+        entries.push(raw(
+            &StreamHeads::key(&stream),
+            &StreamHeads::encode(&version)?,
+        ));
+    }
+    for item in Outcomes::raw_range(tree, Bound::Unbounded, Bound::Unbounded) {
+        let (key, value) = item?;
+        let after_cut = matches!(
+            Outcomes::decode(&value)?,
+            AppendOutcome::Appended { last_seq, .. } if last_seq > cut
+        );
+        if !after_cut {
+            entries.push(raw(&key, &value));
+        }
+    }
+    Ok(entries)
 }
 
 /// The writes of one `apply` call, gathered into one atomic batch. Later commands in the call
@@ -315,17 +391,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         Ok(responses)
     }
 
-    // The copy is taken here, on the state machine's task, because sled has no point-in-time
-    // view and openraft keeps applying while the builder runs on another task.
+    // Only the cut is taken here, on the state machine's task, between two applies; the state
+    // is read on the builder's task while applying goes on (`dump_at`).
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
-        let copying = Instant::now();
-        let entries = self.dump();
         SnapshotBuilder {
             tree: self.tree.clone(),
             flusher: self.flusher.clone(),
             applied: self.applied.clone(),
-            entries,
-            copied_in: copying.elapsed(),
+            cut: LastSeq::get(&self.tree, ()),
         }
     }
 
@@ -340,8 +413,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta<NodeId, BasicNode>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
-        let applied = self
-            .replace_with(meta, snapshot.into_inner())
+        let (tree, owned_meta) = (self.tree.clone(), meta.clone());
+        let applied = blocking(move || replace_with(&tree, &owned_meta, snapshot.into_inner()))
+            .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         self.flusher
             .flush(&self.tree)
@@ -356,68 +430,71 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        self.current_snapshot()
+        let tree = self.tree.clone();
+        blocking(move || current_snapshot(&tree))
+            .await
             .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
     }
 }
 
-/// Builds a snapshot from the copy of the state taken when it was created.
+/// Builds a snapshot of the state as it was when it was created.
 pub struct SnapshotBuilder {
     tree: sled::Tree,
     flusher: Flusher,
+    /// The snapshot's last applied log id and membership.
     applied: AppliedState,
-    // `get_snapshot_builder` cannot fail, so a failed copy is reported by `build_snapshot`.
-    entries: Result<Vec<(ByteBuf, ByteBuf)>, StoreError>,
-    /// How long applying waited for the copy.
-    copied_in: Duration,
+    /// The last sequence number then (`get_snapshot_builder` cannot fail, so a failed read is
+    /// reported by `build_snapshot`).
+    cut: Result<Option<u64>, StoreError>,
 }
 
-impl SnapshotBuilder {
-    fn build(&mut self, meta: &SnapshotMeta<NodeId, BasicNode>) -> Result<Vec<u8>, StoreError> {
-        let entries = std::mem::replace(&mut self.entries, Ok(Vec::new()))?;
-        let data = rmp_serde::to_vec_named(&SnapshotPayload {
-            format: SNAPSHOT_FORMAT,
-            entries,
-        })
-        .map_err(|source| StoreError::Encode {
-            space: "snapshot",
-            source,
-        })?;
-        // IVecs, so that a retried transaction clones a pointer rather than the snapshot.
-        let meta_bytes = sled::IVec::from(SnapshotMetaSpace::encode(meta)?);
-        let data_bytes = sled::IVec::from(
-            rmp_serde::to_vec_named(serde_bytes::Bytes::new(&data)).map_err(|source| {
-                StoreError::Encode {
-                    space: SnapshotDataSpace::NAME,
-                    source,
-                }
-            })?,
-        );
-        // An install may have landed while this one was being built: never replace a newer
-        // snapshot with an older one.
-        self.tree
-            .transaction(|tx| {
-                let newer = match tx.get(SnapshotMetaSpace::key(()))? {
-                    Some(bytes) => {
-                        SnapshotMetaSpace::decode(&bytes)
-                            .map_err(sled::transaction::ConflictableTransactionError::Abort)?
-                            .last_log_id
-                            > meta.last_log_id
-                    }
-                    None => false,
-                };
-                if !newer {
-                    tx.insert(SnapshotMetaSpace::key(()), meta_bytes.clone())?;
-                    tx.insert(SnapshotDataSpace::key(()), data_bytes.clone())?;
-                }
-                Ok(())
-            })
-            .map_err(|e| match e {
-                sled::transaction::TransactionError::Abort(e) => e,
-                sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-            })?;
-        Ok(data)
-    }
+/// Writes the state at `cut` as the snapshot `meta` stands for, and returns its data.
+fn store_snapshot(
+    tree: &sled::Tree,
+    cut: u64,
+    meta: &SnapshotMeta<NodeId, BasicNode>,
+) -> Result<Vec<u8>, StoreError> {
+    let data = rmp_serde::to_vec_named(&SnapshotPayload {
+        format: SNAPSHOT_FORMAT,
+        entries: dump_at(tree, cut)?,
+    })
+    .map_err(|source| StoreError::Encode {
+        space: "snapshot",
+        source,
+    })?;
+    // IVecs, so that a retried transaction clones a pointer rather than the snapshot.
+    let meta_bytes = sled::IVec::from(SnapshotMetaSpace::encode(meta)?);
+    let data_bytes = sled::IVec::from(
+        rmp_serde::to_vec_named(serde_bytes::Bytes::new(&data)).map_err(|source| {
+            StoreError::Encode {
+                space: SnapshotDataSpace::NAME,
+                source,
+            }
+        })?,
+    );
+    // An install may have landed while this one was being built: never replace a newer
+    // snapshot with an older one.
+    tree.transaction(|tx| {
+        let newer = match tx.get(SnapshotMetaSpace::key(()))? {
+            Some(bytes) => {
+                SnapshotMetaSpace::decode(&bytes)
+                    .map_err(sled::transaction::ConflictableTransactionError::Abort)?
+                    .last_log_id
+                    > meta.last_log_id
+            }
+            None => false,
+        };
+        if !newer {
+            tx.insert(SnapshotMetaSpace::key(()), meta_bytes.clone())?;
+            tx.insert(SnapshotDataSpace::key(()), data_bytes.clone())?;
+        }
+        Ok(())
+    })
+    .map_err(|e| match e {
+        sled::transaction::TransactionError::Abort(e) => e,
+        sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
+    })?;
+    Ok(data)
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -436,8 +513,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         let building = Instant::now();
-        let data = self
-            .build(&meta)
+        let (tree, owned_meta) = (self.tree.clone(), meta.clone());
+        let cut = std::mem::replace(&mut self.cut, Ok(None));
+        let data = in_background(move || store_snapshot(&tree, cut?.unwrap_or(0), &owned_meta))
+            .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         let built_in = building.elapsed();
         // Durable before openraft purges the log the snapshot stands for: this also flushes the
@@ -450,7 +529,6 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         tracing::info!(
             snapshot = %meta,
             bytes = data.len(),
-            copy_ms = self.copied_in.as_millis(),
             build_ms = built_in.as_millis(),
             flush_ms = flushing.elapsed().as_millis(),
             "built snapshot"

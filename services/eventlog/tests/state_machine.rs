@@ -398,6 +398,56 @@ fn a_snapshot_installed_into_an_empty_store_reproduces_identical_reads() {
     assert_eq!(follower.all_events(), leader.all_events());
 }
 
+/// The appends applied after a snapshot's builder was taken, in entries: new events on old and
+/// new streams, a conflict and a repeat, and an append that needs the conflict's key unused.
+fn tail() -> Vec<Vec<AppendRequest>> {
+    vec![
+        vec![
+            mk_append("a", ExpectedVersion::Any, "k5", 2),
+            mk_append("c", ExpectedVersion::NoStream, "k6", 1),
+        ],
+        vec![mk_append("b", ExpectedVersion::Exact(1), "k7", 1)],
+        vec![mk_append("a", ExpectedVersion::Any, "k1", 1)],
+        vec![mk_append("c", ExpectedVersion::Exact(1), "k8", 1)],
+    ]
+}
+
+#[test]
+fn a_snapshot_stands_for_the_state_when_its_builder_was_taken_though_applying_goes_on() {
+    let streams = ["a", "b", "c"];
+    let mut leader = populated();
+    let at_cut = observe(&mut leader, &streams);
+    let mut builder = block_on(leader.sm.get_snapshot_builder());
+    let decided: Vec<_> = tail().into_iter().map(|e| leader.apply(e)).collect();
+    assert!(
+        matches!(
+            decided[1][0],
+            AppendOutcome::Conflict { current_version: 3 }
+        ),
+        "{decided:?}"
+    );
+    let snapshot = block_on(builder.build_snapshot()).unwrap();
+    assert_eq!(snapshot.meta.last_log_id, Some(log_id(4)));
+
+    let mut follower = Replica::new();
+    block_on(
+        follower
+            .sm
+            .install_snapshot(&snapshot.meta, snapshot.snapshot),
+    )
+    .unwrap();
+    assert_eq!(observe(&mut follower, &streams), at_cut);
+
+    // The entries after the cut, applied on top, decide what they decided on the leader.
+    follower.next_index = 5;
+    let replayed: Vec<_> = tail().into_iter().map(|e| follower.apply(e)).collect();
+    assert_eq!(replayed, decided);
+    assert_eq!(
+        observe(&mut follower, &streams),
+        observe(&mut leader, &streams)
+    );
+}
+
 #[test]
 fn installing_a_snapshot_replaces_divergent_state() {
     let mut leader = populated();

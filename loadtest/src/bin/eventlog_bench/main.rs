@@ -65,6 +65,9 @@ struct Args {
     /// Leave out JetStream at its default fsync (a reference, not a target).
     #[arg(long)]
     no_reference: bool,
+    /// Leader kills to time after the cells [default: 3, 1 with --quick].
+    #[arg(long)]
+    kills: Option<usize>,
 }
 
 impl Args {
@@ -150,6 +153,7 @@ impl Plan {
         } else {
             (Duration::from_secs(1), Duration::from_secs(5), 2_000_000, 3)
         };
+        let kills = args.kills.unwrap_or(kills);
         Plan {
             quick,
             partial: args.partial(),
