@@ -398,16 +398,16 @@ mod tests {
 
     #[test]
     fn a_leader_and_a_replica_that_voted_for_another_candidate_do_not_run() {
-        let leading = refusal(Vote::new_committed(4, B), 11);
-        assert_eq!(
-            after_refusing(B, &request(5, A, 10), &leading, SILENT),
-            None
-        );
-        let voted_for_other = refusal(Vote::new(5, LEADER), 11);
-        assert_eq!(
-            after_refusing(B, &request(5, A, 10), &voted_for_other, SILENT),
-            None
-        );
+        let leading = Vote::new_committed(4, B);
+        let voted_for_other = Vote::new(5, LEADER);
+        for mine in [leading, voted_for_other] {
+            let answer = refusal(mine, 11);
+            assert_eq!(
+                after_refusing(B, &request(5, A, 10), &answer, SILENT),
+                None,
+                "{mine}"
+            );
+        }
     }
 
     #[test]
