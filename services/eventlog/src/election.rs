@@ -187,9 +187,8 @@ impl Elections {
         self.leader_heard_ms.fetch_max(now, Ordering::Relaxed);
     }
 
-    /// This replica answered an AppendEntries.
+    /// This replica answered an AppendEntries (`heard_from_leader` was told when it came).
     pub(crate) fn appended(&self, answer: &AppendEntriesResponse<NodeId>) {
-        self.heard_from_leader();
         let lagging = matches!(answer, AppendEntriesResponse::Conflict);
         if self.lagging.swap(lagging, Ordering::SeqCst) != lagging {
             self.changed.notify_waiters();
@@ -209,18 +208,23 @@ impl Elections {
         self.started.elapsed().saturating_sub(heard)
     }
 
-    fn quiet(&self) -> bool {
+    fn quiet_for(&self, silent_for: Duration) -> bool {
         quiet(
             self.installing.load(Ordering::SeqCst) > 0,
             self.lagging.load(Ordering::SeqCst),
-            self.silent_for(),
+            silent_for,
         )
+    }
+
+    fn quiet(&self) -> bool {
+        self.quiet_for(self.silent_for())
     }
 
     /// This replica answered another's vote request.
     pub(crate) fn answered(&self, request: &VoteRequest<NodeId>, answer: &VoteResponse<NodeId>) {
-        if !self.quiet() {
-            self.run(after_refusing(self.me, request, answer, self.silent_for()));
+        let silent_for = self.silent_for();
+        if !self.quiet_for(silent_for) {
+            self.run(after_refusing(self.me, request, answer, silent_for));
         }
     }
 
@@ -368,6 +372,39 @@ mod tests {
         assert!(quiet(false, true, lately));
         assert!(!quiet(false, true, LAGGING_QUIET_AT_MOST));
         assert!(!quiet(false, false, lately));
+    }
+
+    #[test]
+    fn a_conflict_makes_a_replica_quiet_until_it_appends_and_so_does_a_snapshot_chunk() {
+        let (elections, _runs) = Elections::new(B);
+        elections.heard_from_leader();
+        assert!(!elections.quiet());
+        elections.appended(&AppendEntriesResponse::Conflict);
+        assert!(elections.quiet());
+        elections.appended(&AppendEntriesResponse::Success);
+        assert!(!elections.quiet());
+        let installing = elections.installing();
+        assert!(elections.quiet());
+        drop(installing);
+        assert!(!elections.quiet());
+    }
+
+    #[test]
+    fn openraft_sees_no_longer_log_in_a_refusal_but_the_rules_do() {
+        let (elections, mut runs) = Elections::new(B);
+        let mine = request(5, B, 11);
+        let shorter_rival = refusal(Vote::new(5, A), 10);
+        assert_eq!(
+            elections.was_answered(A, &mine, shorter_rival.clone()),
+            shorter_rival
+        );
+        assert_eq!(runs.try_recv().map(|run| run.reason), Ok(Reason::SplitTerm));
+
+        let mine = request(5, A, 10);
+        let longer = refusal(Vote::new_committed(4, LEADER), 11);
+        let seen = Elections::new(A).0.was_answered(B, &mine, longer);
+        assert_eq!(seen.last_log_id, mine.last_log_id);
+        assert!(!seen.vote_granted);
     }
 
     #[test]

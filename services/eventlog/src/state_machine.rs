@@ -211,8 +211,13 @@ fn dump_at(tree: &sled::Tree, cut: u64) -> Result<Vec<(ByteBuf, ByteBuf)>, Store
         entries.push(raw(&key, &value));
     }
     // Index keys are ordered by stream, then version: a stream's head is its last entry.
+    let head_entry = |(stream, version): (String, u64)| {
+        Ok::<_, StoreError>(raw(
+            &StreamHeads::key(&stream),
+            &StreamHeads::encode(&version)?,
+        ))
+    };
     let mut head: Option<(String, u64)> = None;
-    let mut heads = Vec::new();
     for item in StreamIndex::raw_range(tree, Bound::Unbounded, Bound::Unbounded) {
         let (key, value) = item?;
         if StreamIndex::decode(&value)? > cut {
@@ -226,14 +231,15 @@ fn dump_at(tree: &sled::Tree, cut: u64) -> Result<Vec<(ByteBuf, ByteBuf)>, Store
         let stream = std::str::from_utf8(stream).map_err(|_| corrupt())?;
         match &mut head {
             Some((current, newest)) if current == stream => *newest = version,
-            _ => heads.extend(head.replace((stream.to_owned(), version))),
+            _ => {
+                if let Some(done) = head.replace((stream.to_owned(), version)) {
+                    entries.push(head_entry(done)?);
+                }
+            }
         }
     }
-    for (stream, version) in heads.into_iter().chain(head) {
-        entries.push(raw(
-            &StreamHeads::key(&stream),
-            &StreamHeads::encode(&version)?,
-        ));
+    if let Some(last) = head {
+        entries.push(head_entry(last)?);
     }
     for item in Outcomes::raw_range(tree, Bound::Unbounded, Bound::Unbounded) {
         let (key, value) = item?;
