@@ -26,10 +26,12 @@ pub enum StoreError {
     CorruptKey { space: &'static str },
     #[error("a storage task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
-    #[error("cannot start a snapshot builder thread: {0}")]
+    #[error("cannot start a snapshot dump thread: {0}")]
     Thread(std::io::Error),
-    #[error("the snapshot builder thread stopped without an answer")]
-    BuilderLost,
+    #[error("the snapshot dump thread stopped without an answer")]
+    DumpLost,
+    #[error("the snapshot dump failed: {0}")]
+    Dump(String),
     #[error("cannot start the flusher thread: {0}")]
     Flusher(std::io::Error),
 }

@@ -26,6 +26,7 @@
 //!     entries by index, vote,                            global seq, stream heads,
 //!     committed and purged ids                           (stream, version) -> seq, events by seq,
 //!                                                        outcomes by idempotency key, snapshot
+//!                                                        meta and cut (dumped when sent)
 //!                                                                    │ clone
 //!                                                                    ▼
 //!   while leading: bulkhead.eventlog.committed ◄───── EventReader: read, read_stream, versions
@@ -61,6 +62,7 @@ mod network;
 mod node;
 mod server;
 mod service;
+mod snapshot_data;
 mod state_machine;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -76,6 +78,7 @@ pub use limits::{AppendError, Limits, MAX_NAME_BYTES, validate};
 pub use log_store::LogStore;
 pub use node::LogNode;
 pub use service::run;
+pub use snapshot_data::SnapshotData;
 pub use state_machine::{EventReader, SnapshotBuilder, StateMachineStore};
 
 /// Identifies a replica.
@@ -88,7 +91,7 @@ openraft::declare_raft_types!(
         R = LogResponse,
         NodeId = NodeId,
         Node = openraft::BasicNode,
-        SnapshotData = std::io::Cursor<Vec<u8>>,
+        SnapshotData = SnapshotData,
 );
 
 /// The payload of one Raft entry: appends the shell batched together, applied in order.

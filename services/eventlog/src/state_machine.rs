@@ -1,8 +1,9 @@
 //! The event state machine on sled: applies committed appends, answers reads, and builds and
-//! installs snapshots of its whole state.
+//! installs snapshots of its whole state. A snapshot built here is stored as its meta and its
+//! cut, the last sequence number it covers; its bytes are dumped from the state as it was at the
+//! cut when a follower needs them (`dump_at`, `SnapshotData`).
 
 use std::collections::HashMap;
-use std::io::Cursor;
 use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,12 +17,12 @@ use openraft::{
 };
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
-use thread_priority::{ThreadPriority, ThreadPriorityValue, set_current_thread_priority};
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 
 use crate::flush::Flusher;
 use crate::keyspace::{KeySpace, key_space, name_and_number};
+use crate::snapshot_data::SnapshotData;
 use crate::{AppendCommand, LogRequest, LogResponse, NodeId, StoreError, TypeConfig};
 
 key_space!(
@@ -46,8 +47,14 @@ key_space!(
     /// Idempotency key -> the outcome of the first append that used it.
     Outcomes, 0x15, &'k str => AppendOutcome
 );
-key_space!(SnapshotMetaSpace, 0x16, () => SnapshotMeta<NodeId, BasicNode>);
-key_space!(SnapshotDataSpace, 0x17, () => ByteBuf);
+key_space!(
+    /// The snapshot this replica stands for.
+    CurrentSnapshot, 0x18, () => SnapshotRecord
+);
+
+/// Where snapshots were kept before they were dumped on demand: the meta (0x16) and the whole
+/// encoded state (0x17), removed when a store is opened.
+const LEGACY_SNAPSHOT_SPACES: [u8; 2] = [0x16, 0x17];
 
 /// The key spaces a snapshot carries: the application's state, nothing of openraft's.
 const SNAPSHOT_SPACES: [u8; 5] = [
@@ -65,6 +72,13 @@ const SNAPSHOT_FORMAT: u32 = 1;
 struct SnapshotPayload {
     format: u32,
     entries: Vec<(ByteBuf, ByteBuf)>,
+}
+
+/// A snapshot as stored: what openraft knows it by, and the last sequence number it covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct SnapshotRecord {
+    meta: SnapshotMeta<NodeId, BasicNode>,
+    cut: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +101,12 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     pub(crate) fn open(db: &sled::Db, flusher: Flusher) -> Result<Self, StoreError> {
         let tree = db.open_tree("state_machine")?;
+        for prefix in LEGACY_SNAPSHOT_SPACES {
+            // openraft rebuilds a missing snapshot at start-up when the log has been purged.
+            for key in tree.scan_prefix([prefix]).keys() {
+                tree.remove(key?)?;
+            }
+        }
         let applied = Applied::get(&tree, ())?.unwrap_or_default();
         Ok(Self {
             tree,
@@ -105,14 +125,15 @@ impl StateMachineStore {
     }
 }
 
-/// Replaces the whole state with the snapshot's in one atomic batch.
+/// Replaces the whole state with the snapshot's in one atomic batch, and makes the snapshot
+/// the current one.
 fn replace_with(
     tree: &sled::Tree,
     meta: &SnapshotMeta<NodeId, BasicNode>,
-    data: Vec<u8>,
+    data: &[u8],
 ) -> Result<AppliedState, StoreError> {
     let payload: SnapshotPayload =
-        rmp_serde::from_slice(&data).map_err(|source| StoreError::Decode {
+        rmp_serde::from_slice(data).map_err(|source| StoreError::Decode {
             space: "snapshot",
             source,
         })?;
@@ -128,7 +149,11 @@ fn replace_with(
             batch.remove(key?);
         }
     }
+    let mut cut = 0;
     for (key, value) in payload.entries {
+        if key[..] == LastSeq::key(())[..] {
+            cut = LastSeq::decode(&value)?;
+        }
         match key.first() {
             Some(prefix) if SNAPSHOT_SPACES.contains(prefix) => {
                 batch.insert(key.into_vec(), value.into_vec())
@@ -145,59 +170,59 @@ fn replace_with(
         last_membership: meta.last_membership.clone(),
     };
     Applied::put(&mut batch, (), &applied)?;
-    SnapshotMetaSpace::put(&mut batch, (), meta)?;
-    SnapshotDataSpace::put(&mut batch, (), &ByteBuf::from(data))?;
+    let record = SnapshotRecord {
+        meta: meta.clone(),
+        cut,
+    };
+    CurrentSnapshot::put(&mut batch, (), &record)?;
     tree.apply_batch(batch)?;
     Ok(applied)
 }
 
-fn current_snapshot(tree: &sled::Tree) -> Result<Option<Snapshot<TypeConfig>>, StoreError> {
-    let Some(meta) = SnapshotMetaSpace::get(tree, ())? else {
-        return Ok(None);
-    };
-    let data = SnapshotDataSpace::get(tree, ())?.unwrap_or_default();
-    Ok(Some(Snapshot {
+/// The snapshot `record` stands for, its bytes to be dumped when first read.
+fn deferred_snapshot(tree: &sled::Tree, record: SnapshotRecord) -> Snapshot<TypeConfig> {
+    let SnapshotRecord { meta, cut } = record;
+    let tree = tree.clone();
+    Snapshot {
         meta,
-        snapshot: Box::new(Cursor::new(data.into_vec())),
-    }))
+        snapshot: Box::new(SnapshotData::deferred(Box::new(move || {
+            snapshot_bytes(&tree, cut)
+        }))),
+    }
 }
 
-/// Runs sled work over the whole state (snapshots) off the async workers: it takes seconds for
-/// a big log, and a worker stuck in it stalled the Raft core's timers and RPCs with it.
+/// The snapshot's bytes: the state at `cut`, encoded.
+fn snapshot_bytes(tree: &sled::Tree, cut: u64) -> Result<Vec<u8>, StoreError> {
+    let dumping = Instant::now();
+    let bytes = rmp_serde::to_vec_named(&SnapshotPayload {
+        format: SNAPSHOT_FORMAT,
+        entries: dump_at(tree, cut)?,
+    })
+    .map_err(|source| StoreError::Encode {
+        space: "snapshot",
+        source,
+    })?;
+    tracing::info!(
+        cut,
+        bytes = bytes.len(),
+        dump_ms = dumping.elapsed().as_millis(),
+        "dumped snapshot"
+    );
+    Ok(bytes)
+}
+
+/// Runs sled work over the whole state (installing a snapshot) off the async workers: it takes
+/// seconds for a big log, and a worker stuck in it stalled the Raft core's timers and RPCs with
+/// it.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
 ) -> Result<T, StoreError> {
     tokio::task::spawn_blocking(work).await?
 }
 
-/// A snapshot build's thread priority, niceness 10 (thread-priority maps 0..=99 onto niceness
-/// 20..=-20): it gets about a tenth of a core that appends want too, and all of an idle one.
-const BUILD_PRIORITY: u8 = 24;
-
-/// Like [`blocking`], on a thread of its own at [`BUILD_PRIORITY`]: a build reads, encodes and
-/// writes the whole state, seconds of CPU that appends applied meanwhile should not queue behind.
-async fn in_background<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, StoreError> + Send + 'static,
-) -> Result<T, StoreError> {
-    let (done, result) = tokio::sync::oneshot::channel();
-    std::thread::Builder::new()
-        .name("eventlog-snapshot".into())
-        .spawn(move || {
-            let lowered = ThreadPriorityValue::try_from(BUILD_PRIORITY).and_then(|value| {
-                set_current_thread_priority(ThreadPriority::Crossplatform(value))
-                    .map_err(|error| error.to_string())
-            });
-            if let Err(error) = lowered {
-                tracing::warn!(%error, "cannot lower the snapshot builder's priority");
-            }
-            let _ = done.send(work());
-        })
-        .map_err(StoreError::Thread)?;
-    result.await.map_err(|_| StoreError::BuilderLost)?
-}
-
 /// The application's state as it was when `cut` was the last sequence number, read while
-/// applying goes on: sled has no point-in-time view, but events and stream index entries
+/// applying goes on, at any time after: sled has no point-in-time view, but events and stream
+/// index entries
 /// are never changed once written and carry their sequence number, stream heads follow from
 /// the index, and an outcome is written once, at its key's first use. So the entries after
 /// the cut are left out by their sequence numbers, except conflicts (they carry none). Such
@@ -398,7 +423,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     }
 
     // Only the cut is taken here, on the state machine's task, between two applies; the state
-    // is read on the builder's task while applying goes on (`dump_at`).
+    // at the cut is read when a follower needs it, while applying goes on (`dump_at`).
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             tree: self.tree.clone(),
@@ -410,19 +435,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
+        Ok(Box::new(SnapshotData::from(Vec::new())))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &SnapshotMeta<NodeId, BasicNode>,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
+        let failed = |e: &StoreError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let data = snapshot.into_bytes().await.map_err(|e| failed(&e))?;
         let (tree, owned_meta) = (self.tree.clone(), meta.clone());
-        let applied = blocking(move || replace_with(&tree, &owned_meta, snapshot.into_inner()))
+        let applied = blocking(move || replace_with(&tree, &owned_meta, &data))
             .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
+            .map_err(|e| failed(&e))?;
         self.flusher
             .flush(&self.tree)
             .await
@@ -436,10 +463,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn get_current_snapshot(
         &mut self,
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
-        let tree = self.tree.clone();
-        blocking(move || current_snapshot(&tree))
-            .await
-            .map_err(|e| StorageIOError::read_snapshot(None, &e).into())
+        let record = CurrentSnapshot::get(&self.tree, ())
+            .map_err(|e| StorageIOError::read_snapshot(None, &e))?;
+        Ok(record.map(|record| deferred_snapshot(&self.tree, record)))
     }
 }
 
@@ -454,53 +480,29 @@ pub struct SnapshotBuilder {
     cut: Result<Option<u64>, StoreError>,
 }
 
-/// Writes the state at `cut` as the snapshot `meta` stands for, and returns its data.
-fn store_snapshot(
-    tree: &sled::Tree,
-    cut: u64,
-    meta: &SnapshotMeta<NodeId, BasicNode>,
-) -> Result<Vec<u8>, StoreError> {
-    let data = rmp_serde::to_vec_named(&SnapshotPayload {
-        format: SNAPSHOT_FORMAT,
-        entries: dump_at(tree, cut)?,
-    })
-    .map_err(|source| StoreError::Encode {
-        space: "snapshot",
-        source,
-    })?;
-    // IVecs, so that a retried transaction clones a pointer rather than the snapshot.
-    let meta_bytes = sled::IVec::from(SnapshotMetaSpace::encode(meta)?);
-    let data_bytes = sled::IVec::from(
-        rmp_serde::to_vec_named(serde_bytes::Bytes::new(&data)).map_err(|source| {
-            StoreError::Encode {
-                space: SnapshotDataSpace::NAME,
-                source,
-            }
-        })?,
-    );
-    // An install may have landed while this one was being built: never replace a newer
-    // snapshot with an older one.
+/// Makes `record` the current snapshot, unless an install has meanwhile made a newer one current.
+fn store_record(tree: &sled::Tree, record: &SnapshotRecord) -> Result<(), StoreError> {
+    let record_bytes = CurrentSnapshot::encode(record)?;
     tree.transaction(|tx| {
-        let newer = match tx.get(SnapshotMetaSpace::key(()))? {
+        let newer = match tx.get(CurrentSnapshot::key(()))? {
             Some(bytes) => {
-                SnapshotMetaSpace::decode(&bytes)
+                CurrentSnapshot::decode(&bytes)
                     .map_err(sled::transaction::ConflictableTransactionError::Abort)?
+                    .meta
                     .last_log_id
-                    > meta.last_log_id
+                    > record.meta.last_log_id
             }
             None => false,
         };
         if !newer {
-            tx.insert(SnapshotMetaSpace::key(()), meta_bytes.clone())?;
-            tx.insert(SnapshotDataSpace::key(()), data_bytes.clone())?;
+            tx.insert(CurrentSnapshot::key(()), record_bytes.as_slice())?;
         }
         Ok(())
     })
     .map_err(|e| match e {
         sled::transaction::TransactionError::Abort(e) => e,
         sled::transaction::TransactionError::Storage(e) => StoreError::Sled(e),
-    })?;
-    Ok(data)
+    })
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
@@ -518,15 +520,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: self.applied.last_membership.clone(),
             snapshot_id,
         };
-        let building = Instant::now();
-        let (tree, owned_meta) = (self.tree.clone(), meta.clone());
-        let cut = std::mem::replace(&mut self.cut, Ok(None));
-        let data = in_background(move || store_snapshot(&tree, cut?.unwrap_or(0), &owned_meta))
-            .await
-            .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        let built_in = building.elapsed();
+        let failed = |e: &StoreError| StorageIOError::write_snapshot(Some(meta.signature()), e);
+        let cut = std::mem::replace(&mut self.cut, Ok(None))
+            .map_err(|e| failed(&e))?
+            .unwrap_or(0);
+        let record = SnapshotRecord {
+            meta: meta.clone(),
+            cut,
+        };
+        store_record(&self.tree, &record).map_err(|e| failed(&e))?;
         // Durable before openraft purges the log the snapshot stands for: this also flushes the
-        // state machine, which `apply` leaves to sled's background flush.
+        // state machine up to the cut, which `apply` leaves to the log's flushes.
         let flushing = Instant::now();
         self.flusher
             .flush(&self.tree)
@@ -534,15 +538,11 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         tracing::info!(
             snapshot = %meta,
-            bytes = data.len(),
-            build_ms = built_in.as_millis(),
+            cut,
             flush_ms = flushing.elapsed().as_millis(),
             "built snapshot"
         );
-        Ok(Snapshot {
-            meta,
-            snapshot: Box::new(Cursor::new(data)),
-        })
+        Ok(deferred_snapshot(&self.tree, record))
     }
 }
 
@@ -614,8 +614,34 @@ mod tests {
         tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()
-            .block_on(sm.install_snapshot(&meta, Box::new(Cursor::new(data))))
+            .block_on(sm.install_snapshot(&meta, Box::new(SnapshotData::from(data))))
             .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_snapshot_stored_by_an_earlier_version_is_dropped_on_open_and_the_state_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            let tree = db.open_tree("state_machine").unwrap();
+            for prefix in LEGACY_SNAPSHOT_SPACES {
+                tree.insert([prefix], vec![0xc0; 64]).unwrap();
+            }
+            tree.insert(LastSeq::key(()), LastSeq::encode(&3).unwrap())
+                .unwrap();
+            db.flush().unwrap();
+        }
+        let (_log, mut sm) = crate::open_stores(dir.path()).unwrap();
+        for prefix in LEGACY_SNAPSHOT_SPACES {
+            assert_eq!(sm.tree.scan_prefix([prefix]).count(), 0, "{prefix:#04x}");
+        }
+        let current = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(sm.get_current_snapshot())
+            .unwrap();
+        assert!(current.is_none(), "openraft rebuilds it at start-up");
+        assert_eq!(sm.reader().last_seq().unwrap(), 3);
     }
 
     #[test]

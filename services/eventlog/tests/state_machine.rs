@@ -3,11 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::io::Cursor;
 
 use bulkhead_eventlog::{
-    AppendCommand, EventReader, LogRequest, LogResponse, LogStore, StateMachineStore, TypeConfig,
-    open_stores,
+    AppendCommand, EventReader, LogRequest, LogResponse, LogStore, SnapshotData, StateMachineStore,
+    TypeConfig, open_stores,
 };
 use bulkhead_schema::messages::eventlog::{
     AppendOutcome, AppendRequest, ExpectedVersion, NewEvent, RecordedEvent,
@@ -18,6 +17,7 @@ use openraft::{
     SnapshotMeta, Vote,
 };
 use tempfile::TempDir;
+use tokio::io::AsyncReadExt;
 
 const AT_MS: u64 = 1_700_000_000_000;
 
@@ -27,6 +27,13 @@ fn block_on<F: Future>(future: F) -> F::Output {
         .build()
         .unwrap()
         .block_on(future)
+}
+
+/// All of a snapshot's bytes, read as openraft reads them to send.
+fn read_all(mut data: Box<SnapshotData>) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    block_on(data.read_to_end(&mut bytes)).unwrap();
+    bytes
 }
 
 fn log_id(index: u64) -> LogId<u64> {
@@ -369,20 +376,22 @@ fn a_snapshot_installed_into_an_empty_store_reproduces_identical_reads() {
     })
     .unwrap();
     assert_eq!(snapshot.meta.last_log_id, Some(log_id(4)));
-    // The leader keeps applying; the snapshot stands for the state it was built from.
+    // The leader keeps applying before the snapshot is read; it stands for the state it was
+    // built from.
     let expected = observe(&mut leader, &["a", "b"]);
     leader.apply_one(mk_append("a", ExpectedVersion::Any, "k5", 1));
+    let sent = read_all(snapshot.snapshot);
 
     let mut follower = Replica::new();
-    let data = Box::new(Cursor::new(snapshot.snapshot.get_ref().clone()));
+    let data = Box::new(SnapshotData::from(sent.clone()));
     block_on(follower.sm.install_snapshot(&snapshot.meta, data)).unwrap();
     assert_eq!(observe(&mut follower, &["a", "b"]), expected);
     let current = block_on(follower.sm.get_current_snapshot())
         .unwrap()
         .unwrap();
     assert_eq!(
-        (current.meta, current.snapshot.into_inner()),
-        (snapshot.meta.clone(), snapshot.snapshot.into_inner())
+        (current.meta, read_all(current.snapshot)),
+        (snapshot.meta.clone(), sent)
     );
 
     // Idempotency outcomes and counters travel with it.
@@ -486,7 +495,7 @@ fn a_malformed_snapshot_is_refused_and_changes_nothing() {
             block_on(
                 replica
                     .sm
-                    .install_snapshot(&meta, Box::new(Cursor::new(garbage)))
+                    .install_snapshot(&meta, Box::new(SnapshotData::from(garbage)))
             )
             .is_err()
         );
@@ -508,7 +517,8 @@ fn state_survives_reopening_the_database() {
         replica.log.save_committed(Some(log_id(4))).await.unwrap();
         replica.log.purge(log_id(2)).await.unwrap();
     });
-    let snapshot = block_on(async {
+    // Only the meta is kept: a snapshot's bytes are read from the database, open until they go.
+    let snapshot_meta = block_on(async {
         replica
             .sm
             .get_snapshot_builder()
@@ -516,7 +526,8 @@ fn state_survives_reopening_the_database() {
             .build_snapshot()
             .await
     })
-    .unwrap();
+    .unwrap()
+    .meta;
     let before = observe(&mut replica, &["a", "b"]);
 
     let Replica {
@@ -554,7 +565,7 @@ fn state_survives_reopening_the_database() {
                 .unwrap()
                 .unwrap()
                 .meta,
-            snapshot.meta
+            snapshot_meta
         );
     });
 }
