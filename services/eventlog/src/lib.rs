@@ -23,7 +23,7 @@
 //!              ┌────────────┴───────────────────────────────────────┐
 //!              ▼ RaftLogStorage                                      ▼ RaftStateMachine
 //!   LogStore: tree `raft_log`                          StateMachineStore: tree `state_machine`
-//!     entries by index, vote,                            global seq, stream heads,
+//!     entries by index, vote,                            applied (log id, membership, last seq),
 //!     committed and purged ids                           (stream, version) -> seq, events by seq,
 //!                                                        outcomes by idempotency key, snapshot
 //!                                                        meta and cut (dumped when sent)
@@ -36,14 +36,13 @@
 //! votes at once and keeps a replica that is catching up from calling elections.
 //!
 //! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces,
-//! and flush it through one `flush::Flusher` thread, one flush at a time for all the requests
-//! queued meanwhile (sled 0.34 can deadlock on concurrent flushes). The log is fsynced before
-//! openraft is told an append is durable. The
-//! state machine is not fsynced on apply: sled recovers a prefix of its writes (so the applied
-//! state and its last applied log id stay consistent, being written in one batch), the next log
-//! flush covers them anyway, and openraft re-applies committed entries after a restart; it is
-//! fsynced whenever a snapshot is built or installed, before the log behind the snapshot may be
-//! purged.
+//! and share one `flush::Flusher`, one flush at a time (sled 0.34 can deadlock on concurrent
+//! flushes). The log is fsynced before openraft is told an append is durable. The state machine
+//! is not fsynced on apply: sled recovers a prefix of its writes, the record of what is applied
+//! is written last, and openraft re-applies the committed entries after it on a restart, which
+//! decides them again the same way (`state_machine::Pending`); the next log flush covers them
+//! anyway. It is fsynced whenever a snapshot is built or installed, before the log behind the
+//! snapshot may be purged.
 //!
 //! The binary needs [`run`] with an [`EventlogConfig`] (`bulkhead up`:
 //! [`EventlogConfig::single_node`]); [`LogNode`] is the replica without NATS.

@@ -26,16 +26,19 @@ use crate::snapshot_data::SnapshotData;
 use crate::{AppendCommand, LogRequest, LogResponse, NodeId, StoreError, TypeConfig};
 
 key_space!(
-    /// Last applied log id and membership: openraft's bookkeeping, set from the snapshot meta on
-    /// install rather than carried in the snapshot data.
+    /// Last applied log id, membership and sequence number, written last by every apply: what
+    /// is written past its sequence number is not applied yet (`Pending`).
     Applied, 0x10, () => AppliedState
 );
 key_space!(
-    /// The newest global sequence number (0 before the first event).
+    /// The newest global sequence number (0 before the first event). A snapshot's cut; in the
+    /// state itself only before it moved into `Applied` (moved when a store is opened).
     LastSeq, 0x11, () => u64
 );
 key_space!(
-    /// Stream name -> its version, i.e. its number of events.
+    /// Stream name -> its version, i.e. its number of events. In snapshots only: the state
+    /// derives a stream's version from its index (`version_at`). An earlier version kept them
+    /// in the state too; they are removed when a store is opened.
     StreamHeads, 0x12, &'k str => u64
 );
 key_space!(
@@ -85,6 +88,10 @@ pub(crate) struct SnapshotRecord {
 pub(crate) struct AppliedState {
     last_applied: Option<LogId<NodeId>>,
     last_membership: StoredMembership<NodeId, BasicNode>,
+    /// The newest global sequence number applied (0 before the first event; absent from the
+    /// records of an earlier version, which kept it in `LastSeq`).
+    #[serde(default)]
+    last_seq: u64,
 }
 
 /// The Raft state machine store. Owned by openraft once the node starts; keep an
@@ -107,7 +114,7 @@ impl StateMachineStore {
                 tree.remove(key?)?;
             }
         }
-        let applied = Applied::get(&tree, ())?.unwrap_or_default();
+        let applied = migrate_last_seq(&tree, Applied::get(&tree, ())?.unwrap_or_default())?;
         Ok(Self {
             tree,
             flusher,
@@ -123,6 +130,26 @@ impl StateMachineStore {
             changed: self.changed.clone(),
         }
     }
+}
+
+/// Moves the last sequence number of a state an earlier version wrote into `applied` (that
+/// version kept it in `LastSeq`, written in one batch with `Applied`), and drops the stream
+/// heads it kept. Idempotent: a crash half-way leaves `LastSeq`, and the next open moves it
+/// again.
+fn migrate_last_seq(tree: &sled::Tree, applied: AppliedState) -> Result<AppliedState, StoreError> {
+    let Some(last_seq) = LastSeq::get(tree, ())? else {
+        return Ok(applied);
+    };
+    let applied = AppliedState {
+        last_seq,
+        ..applied
+    };
+    Applied::insert(tree, (), &applied)?;
+    for key in tree.scan_prefix([StreamHeads::PREFIX]).keys() {
+        tree.remove(key?)?;
+    }
+    tree.remove(LastSeq::key(()))?;
+    Ok(applied)
 }
 
 /// Replaces the whole state with the snapshot's in one atomic batch, and makes the snapshot
@@ -151,10 +178,10 @@ fn replace_with(
     }
     let mut cut = 0;
     for (key, value) in payload.entries {
-        if key[..] == LastSeq::key(())[..] {
-            cut = LastSeq::decode(&value)?;
-        }
         match key.first() {
+            // Kept in `Applied`, and derived from the index.
+            Some(&LastSeq::PREFIX) => cut = LastSeq::decode(&value)?,
+            Some(&StreamHeads::PREFIX) => {}
             Some(prefix) if SNAPSHOT_SPACES.contains(prefix) => {
                 batch.insert(key.into_vec(), value.into_vec())
             }
@@ -168,6 +195,7 @@ fn replace_with(
     let applied = AppliedState {
         last_applied: meta.last_log_id,
         last_membership: meta.last_membership.clone(),
+        last_seq: cut,
     };
     Applied::put(&mut batch, (), &applied)?;
     let record = SnapshotRecord {
@@ -279,39 +307,73 @@ fn dump_at(tree: &sled::Tree, cut: u64) -> Result<Vec<(ByteBuf, ByteBuf)>, Store
     Ok(entries)
 }
 
-/// The writes of one `apply` call, gathered into one atomic batch. Later commands in the call
-/// must see what earlier ones did, so stream heads and outcomes written so far are kept here too.
+/// The version of `stream` once sequence number `last_seq` was applied: the version of its last
+/// index entry up to there (index keys are ordered by stream, then version).
+fn version_at(tree: &sled::Tree, stream: &str, last_seq: u64) -> Result<u64, StoreError> {
+    let entries = StreamIndex::raw_range(
+        tree,
+        Bound::Included((stream, 0)),
+        Bound::Included((stream, u64::MAX)),
+    );
+    for item in entries.rev() {
+        let (key, seq) = item?;
+        if StreamIndex::decode(&seq)? <= last_seq {
+            let (_, version) = name_and_number(&key).ok_or(StoreError::CorruptKey {
+                space: StreamIndex::NAME,
+            })?;
+            return Ok(version);
+        }
+    }
+    Ok(0)
+}
+
+/// One `apply` call. Its writes go to the tree one by one, not in a sled batch: a batch made
+/// sled 0.34 write its IO buffer twice, each write waking its I/O pool's seven threads, and that
+/// cost an append more than the rest of its apply (`docs/eventlog.md`, "Storage"). So a crash may
+/// leave part of an apply written; `Applied`, written last, says where the applied state ends.
+/// Decisions read nothing past it: a stream's version comes from its index entries up to it,
+/// an append's outcome counts only if its events are up to it. Conflicts' outcomes carry no
+/// sequence number and count even if left over, which changes nothing: openraft applies the
+/// entries after `Applied` again, and the one that decided such a conflict decides it again,
+/// the same way (nothing before it used its key). Events and index entries left over are
+/// written again, the same.
+///
+/// Later commands in the call must see what earlier ones did, so the stream versions and
+/// outcomes it decided are kept here too.
 struct Pending<'t> {
     tree: &'t sled::Tree,
-    batch: sled::Batch,
+    /// The newest sequence number applied before the call.
+    applied_seq: u64,
     last_seq: u64,
     heads: HashMap<String, u64>,
     outcomes: HashMap<String, AppendOutcome>,
 }
 
 impl<'t> Pending<'t> {
-    fn begin(tree: &'t sled::Tree) -> Result<Self, StoreError> {
-        Ok(Self {
+    fn begin(tree: &'t sled::Tree, applied_seq: u64) -> Self {
+        Self {
             tree,
-            batch: sled::Batch::default(),
-            last_seq: LastSeq::get(tree, ())?.unwrap_or(0),
+            applied_seq,
+            last_seq: applied_seq,
             heads: HashMap::new(),
             outcomes: HashMap::new(),
-        })
+        }
     }
 
     fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
         match self.heads.get(stream) {
             Some(version) => Ok(*version),
-            None => Ok(StreamHeads::get(self.tree, stream)?.unwrap_or(0)),
+            None => version_at(self.tree, stream, self.applied_seq),
         }
     }
 
     fn outcome(&self, key: &str) -> Result<Option<AppendOutcome>, StoreError> {
-        match self.outcomes.get(key) {
-            Some(outcome) => Ok(Some(*outcome)),
-            None => Outcomes::get(self.tree, key),
+        if let Some(outcome) = self.outcomes.get(key) {
+            return Ok(Some(*outcome));
         }
+        Ok(Outcomes::get(self.tree, key)?.filter(|outcome| {
+            !matches!(outcome, AppendOutcome::Appended { last_seq, .. } if *last_seq > self.applied_seq)
+        }))
     }
 
     /// Decides one append. Requests are not validated again here: applying must be
@@ -340,7 +402,7 @@ impl<'t> Pending<'t> {
             for event in request.events {
                 self.last_seq += 1;
                 version += 1;
-                StreamIndex::put(&mut self.batch, (&request.stream, version), &self.last_seq)?;
+                StreamIndex::insert(self.tree, (&request.stream, version), &self.last_seq)?;
                 let recorded = RecordedEvent {
                     seq: self.last_seq,
                     stream: request.stream.clone(),
@@ -350,9 +412,8 @@ impl<'t> Pending<'t> {
                     idempotency_key: request.idempotency_key.clone(),
                     committed_at_ms: proposed_at_ms,
                 };
-                Events::put(&mut self.batch, self.last_seq, &recorded)?;
+                Events::insert(self.tree, self.last_seq, &recorded)?;
             }
-            StreamHeads::put(&mut self.batch, &request.stream, &version)?;
             self.heads.insert(request.stream, version);
             AppendOutcome::Appended {
                 first_seq,
@@ -362,15 +423,9 @@ impl<'t> Pending<'t> {
         };
         // Conflicts are remembered too: a retry of the command gets the answer the lost reply
         // carried, not a different one decided against a newer stream.
-        Outcomes::put(&mut self.batch, &request.idempotency_key, &outcome)?;
+        Outcomes::insert(self.tree, &request.idempotency_key, &outcome)?;
         self.outcomes.insert(request.idempotency_key, outcome);
         Ok(outcome)
-    }
-
-    fn commit(mut self, applied: &AppliedState) -> Result<(), StoreError> {
-        LastSeq::put(&mut self.batch, (), &self.last_seq)?;
-        Applied::put(&mut self.batch, (), applied)?;
-        Ok(self.tree.apply_batch(self.batch)?)
     }
 }
 
@@ -392,8 +447,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        let mut pending =
-            Pending::begin(&self.tree).map_err(|e| StorageIOError::read_state_machine(&e))?;
+        let mut pending = Pending::begin(&self.tree, self.applied.last_seq);
         let mut applied = self.applied.clone();
         let mut responses = Vec::new();
         for entry in entries {
@@ -414,22 +468,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied.last_applied = Some(entry.log_id);
             responses.push(response);
         }
-        pending
-            .commit(&applied)
+        applied.last_seq = pending.last_seq;
+        Applied::insert(&self.tree, (), &applied)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
         self.applied = applied;
         self.changed.notify_waiters();
         Ok(responses)
     }
 
-    // Only the cut is taken here, on the state machine's task, between two applies; the state
-    // at the cut is read when a follower needs it, while applying goes on (`dump_at`).
+    // Only the applied state is taken here, on the state machine's task, between two applies;
+    // the state at its cut is read when a follower needs it, while applying goes on (`dump_at`).
     async fn get_snapshot_builder(&mut self) -> SnapshotBuilder {
         SnapshotBuilder {
             tree: self.tree.clone(),
             flusher: self.flusher.clone(),
             applied: self.applied.clone(),
-            cut: LastSeq::get(&self.tree, ()),
         }
     }
 
@@ -473,11 +526,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 pub struct SnapshotBuilder {
     tree: sled::Tree,
     flusher: Flusher,
-    /// The snapshot's last applied log id and membership.
+    /// The snapshot's last applied log id, membership and sequence number (its cut).
     applied: AppliedState,
-    /// The last sequence number then (`get_snapshot_builder` cannot fail, so a failed read is
-    /// reported by `build_snapshot`).
-    cut: Result<Option<u64>, StoreError>,
 }
 
 /// Makes `record` the current snapshot, unless an install has meanwhile made a newer one current.
@@ -521,9 +571,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         let failed = |e: &StoreError| StorageIOError::write_snapshot(Some(meta.signature()), e);
-        let cut = std::mem::replace(&mut self.cut, Ok(None))
-            .map_err(|e| failed(&e))?
-            .unwrap_or(0);
+        let cut = self.applied.last_seq;
         let record = SnapshotRecord {
             meta: meta.clone(),
             cut,
@@ -565,9 +613,17 @@ impl EventReader {
 
     /// Up to `limit` events in global order, from sequence number `from_seq` on.
     pub fn read(&self, from_seq: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        Events::values(&self.tree, Bound::Included(from_seq), Bound::Unbounded)
-            .take(limit)
-            .collect()
+        let last_seq = self.last_seq()?;
+        if from_seq > last_seq {
+            return Ok(Vec::new());
+        }
+        Events::values(
+            &self.tree,
+            Bound::Included(from_seq),
+            Bound::Included(last_seq),
+        )
+        .take(limit)
+        .collect()
     }
 
     /// Up to `limit` events of `stream`, from its version `from_version` on.
@@ -577,11 +633,14 @@ impl EventReader {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let last_seq = self.last_seq()?;
         StreamIndex::values(
             &self.tree,
             Bound::Included((stream, from_version)),
             Bound::Included((stream, u64::MAX)),
         )
+        // A stream's sequence numbers grow with its versions.
+        .take_while(|seq| !matches!(seq, Ok(seq) if *seq > last_seq))
         .take(limit)
         .map(|seq| {
             let seq = seq?;
@@ -595,51 +654,75 @@ impl EventReader {
 
     /// The stream's version: its number of events, 0 if it has none.
     pub fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
-        Ok(StreamHeads::get(&self.tree, stream)?.unwrap_or(0))
+        version_at(&self.tree, stream, self.last_seq()?)
     }
 
-    /// The newest global sequence number, 0 before the first event.
+    /// The newest global sequence number applied, 0 before the first event. Reads see the
+    /// state up to it only: an apply under way, or cut short by a crash, is not there yet.
     pub fn last_seq(&self) -> Result<u64, StoreError> {
-        Ok(LastSeq::get(&self.tree, ())?.unwrap_or(0))
+        Ok(Applied::get(&self.tree, ())?.map_or(0, |applied| applied.last_seq))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use bulkhead_schema::messages::eventlog::{AppendRequest, NewEvent};
+
     use super::*;
 
     fn install(sm: &mut StateMachineStore, payload: &SnapshotPayload) -> Result<(), String> {
         let data = rmp_serde::to_vec_named(payload).unwrap();
         let meta = SnapshotMeta::default();
-        tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(sm.install_snapshot(&meta, Box::new(SnapshotData::from(data))))
+        block_on(sm.install_snapshot(&meta, Box::new(SnapshotData::from(data))))
             .map_err(|e| e.to_string())
     }
 
+    fn block_on<F: std::future::Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    /// `Applied` as an earlier version wrote it, without the last sequence number.
+    #[derive(Serialize)]
+    struct EarlierApplied {
+        last_applied: Option<LogId<NodeId>>,
+        last_membership: StoredMembership<NodeId, BasicNode>,
+    }
+
     #[test]
-    fn a_snapshot_stored_by_an_earlier_version_is_dropped_on_open_and_the_state_kept() {
+    fn a_state_stored_by_an_earlier_version_is_moved_on_open_and_its_snapshot_dropped() {
         let dir = tempfile::tempdir().unwrap();
+        let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 4));
         {
             let db = sled::open(dir.path()).unwrap();
             let tree = db.open_tree("state_machine").unwrap();
             for prefix in LEGACY_SNAPSHOT_SPACES {
                 tree.insert([prefix], vec![0xc0; 64]).unwrap();
             }
+            let earlier = EarlierApplied {
+                last_applied,
+                last_membership: StoredMembership::default(),
+            };
+            tree.insert(Applied::key(()), rmp_serde::to_vec_named(&earlier).unwrap())
+                .unwrap();
             tree.insert(LastSeq::key(()), LastSeq::encode(&3).unwrap())
+                .unwrap();
+            tree.insert(StreamHeads::key("a"), StreamHeads::encode(&3).unwrap())
                 .unwrap();
             db.flush().unwrap();
         }
         let (_log, mut sm) = crate::open_stores(dir.path()).unwrap();
-        for prefix in LEGACY_SNAPSHOT_SPACES {
+        for prefix in LEGACY_SNAPSHOT_SPACES
+            .into_iter()
+            .chain([LastSeq::PREFIX, StreamHeads::PREFIX])
+        {
             assert_eq!(sm.tree.scan_prefix([prefix]).count(), 0, "{prefix:#04x}");
         }
-        let current = tokio::runtime::Builder::new_current_thread()
-            .build()
-            .unwrap()
-            .block_on(sm.get_current_snapshot())
-            .unwrap();
+        let applied = Applied::get(&sm.tree, ()).unwrap().unwrap();
+        assert_eq!((applied.last_applied, applied.last_seq), (last_applied, 3));
+        let current = block_on(sm.get_current_snapshot()).unwrap();
         assert!(current.is_none(), "openraft rebuilds it at start-up");
         assert_eq!(sm.reader().last_seq().unwrap(), 3);
     }
@@ -648,9 +731,11 @@ mod tests {
     fn a_snapshot_with_a_foreign_key_or_format_is_refused_and_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let (_log, mut sm) = crate::open_stores(dir.path()).unwrap();
-        let mut batch = sled::Batch::default();
-        LastSeq::put(&mut batch, (), &7).unwrap();
-        sm.tree.apply_batch(batch).unwrap();
+        let applied = AppliedState {
+            last_seq: 7,
+            ..AppliedState::default()
+        };
+        Applied::insert(&sm.tree, (), &applied).unwrap();
 
         let entry = |key: Vec<u8>| {
             (
@@ -673,5 +758,84 @@ mod tests {
         assert!(err.contains("snapshot format 2"), "{err}");
 
         assert_eq!(sm.reader().last_seq().unwrap(), 7);
+    }
+
+    fn mk_entry(index: u64, appends: &[(&str, ExpectedVersion, &str)]) -> Entry<TypeConfig> {
+        let commands = appends
+            .iter()
+            .map(|(stream, expected_version, key)| AppendCommand {
+                request: AppendRequest {
+                    stream: (*stream).into(),
+                    expected_version: *expected_version,
+                    idempotency_key: (*key).into(),
+                    events: vec![NewEvent {
+                        event_type: "test.Event".into(),
+                        data: key.as_bytes().to_vec(),
+                    }],
+                },
+                proposed_at_ms: 1_700_000_000_000,
+            })
+            .collect();
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(LogRequest { commands }),
+        }
+    }
+
+    /// Everything a reader sees.
+    fn reads(sm: &StateMachineStore) -> (u64, Vec<RecordedEvent>, Vec<RecordedEvent>, [u64; 2]) {
+        let reader = sm.reader();
+        (
+            reader.last_seq().unwrap(),
+            reader.read(1, 100).unwrap(),
+            reader.read_stream("a", 1, 100).unwrap(),
+            ["a", "b"].map(|stream| reader.stream_version(stream).unwrap()),
+        )
+    }
+
+    #[test]
+    fn an_apply_a_crash_cut_short_is_invisible_and_applied_again_the_same_way() {
+        use ExpectedVersion::{Exact, NoStream};
+        let first = || mk_entry(1, &[("a", NoStream, "k1"), ("a", Exact(1), "k2")]);
+        // New events on an old and a new stream, a conflict, a repeat within the entry and one
+        // of the entry before.
+        let second = || {
+            mk_entry(
+                2,
+                &[
+                    ("b", NoStream, "k3"),
+                    ("a", Exact(2), "k4"),
+                    ("a", Exact(0), "k5"),
+                    ("a", Exact(3), "k4"),
+                    ("a", NoStream, "k1"),
+                ],
+            )
+        };
+        // The writes of `second` that land, the rest lost: all of them but `Applied`, or those
+        // up to event 4 (its outcome and the conflict's lost).
+        let lost_in_crash: [&[&str]; 2] = [&[], &["k4", "k5"]];
+        for lost in lost_in_crash {
+            let dir = tempfile::tempdir().unwrap();
+            let (log, mut sm) = crate::open_stores(dir.path()).unwrap();
+            block_on(sm.apply([first()])).unwrap();
+            let before = (Applied::get(&sm.tree, ()).unwrap(), reads(&sm));
+            let decided = block_on(sm.apply([second()])).unwrap();
+            let after = reads(&sm);
+            assert_eq!(after.0, 4, "{decided:?}");
+
+            Applied::insert(&sm.tree, (), before.0.as_ref().unwrap()).unwrap();
+            for key in lost {
+                sm.tree.remove(Outcomes::key(key)).unwrap();
+            }
+            drop((log, sm));
+            let (_log, mut sm) = crate::open_stores(dir.path()).unwrap();
+            assert_eq!(
+                (Applied::get(&sm.tree, ()).unwrap(), reads(&sm)),
+                before,
+                "lost {lost:?}"
+            );
+            assert_eq!(block_on(sm.apply([second()])).unwrap(), decided);
+            assert_eq!(reads(&sm), after, "lost {lost:?}");
+        }
     }
 }
