@@ -600,6 +600,22 @@ async fn three_replicas_survive_leader_kills_a_partition_a_wipe_and_restarts() {
             Duration::from_secs(10),
         )
         .await;
+    // The cut-off replica still believes it leads (openraft 0.9), but once no quorum has
+    // acknowledged it for a second it leaves the shared append subject to the majority's
+    // leader: no append sent there goes to it and waits out its commit timeout (5 s, beyond the
+    // 3 s `append` waits). Half of them did, before.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    for i in 0..10 {
+        let key = format!("shared-{i}");
+        let reply = append(&cluster.bus, &Subject::eventlog_append(), &key).await;
+        assert!(
+            matches!(
+                reply,
+                Some(AppendReply::Decided(AppendOutcome::Appended { .. }))
+            ),
+            "{key}, sent to whoever serves appends, was not appended: {reply:?}"
+        );
+    }
     let minority = append(
         &cluster.bus,
         &Subject::eventlog_node_append(isolated),
@@ -626,6 +642,7 @@ async fn three_replicas_survive_leader_kills_a_partition_a_wipe_and_restarts() {
     let events = assert_identical(&cluster.converged(last).await);
     let keys: BTreeSet<&str> = events.iter().map(|e| e.idempotency_key.as_str()).collect();
     assert!(keys.contains("majority-1") && keys.contains("majority-2"));
+    assert!((0..10).all(|i| keys.contains(format!("shared-{i}").as_str())));
     assert!(
         !keys.contains("minority-1"),
         "the minority's append survived"
