@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::batching::{self, BatchLimits, Batchable};
-use crate::node::{Inner, members, request_size};
+use crate::node::{ELECTION_TIMEOUT_MS, Inner, members, request_size};
 use crate::{AppendCommand, LogRequest, NodeId, TypeConfig, metrics};
 
 /// How long the leader waits for a write to commit before answering that it could not decide;
@@ -28,6 +28,16 @@ pub(crate) const COMMIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How long the leader may take to confirm it still leads before a linearizable read.
 const READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a leader may go without a quorum acknowledging it before it takes no more appends
+/// (it stops serving the shared subject, refuses what it is handed, and gives up on the entry it
+/// is deciding): as long as a follower waits before it calls an election (the leader's lease,
+/// then an election timeout), so that by then the others may well have a leader of their own.
+pub(crate) const QUORUM_SILENCE: Duration =
+    Duration::from_millis(ELECTION_TIMEOUT_MS.1 + ELECTION_TIMEOUT_MS.0);
+
+/// How often a leader checks when a quorum last acknowledged it.
+pub(crate) const QUORUM_CHECK: Duration = Duration::from_millis(100);
 
 /// This replica turned out not to lead (any more) when it tried to decide.
 pub(crate) struct NotLeader;
@@ -56,6 +66,10 @@ impl LeaderOp for AppendBatch {
     const PATH: &'static str = "/client/append";
 
     async fn on_leader(self, node: &Inner) -> Result<Self::Reply, NotLeader> {
+        // It could not commit them, and may be deposed already: the caller retries elsewhere.
+        if !acknowledged_by_quorum(&node.raft) {
+            return Ok(Err(no_quorum()));
+        }
         let (decided, decision) = oneshot::channel();
         let proposal = Proposal {
             requests: self.0,
@@ -162,8 +176,9 @@ enum Undecided {
     Failed(String),
 }
 
-/// Writes one entry and waits for its outcomes, but never past the vote it was written under
-/// nor past [`COMMIT_TIMEOUT`]: the proposer writes one entry at a time, and openraft 0.9 may
+/// Writes one entry and waits for its outcomes, but never past the vote it was written under,
+/// nor past [`QUORUM_SILENCE`] without a quorum's acknowledgement (a leader cut off from the
+/// others cannot commit it), nor past [`COMMIT_TIMEOUT`]: the proposer writes one entry at a time, and openraft 0.9 may
 /// never answer a write. It answers an entry when it applies it or truncates it, but not when
 /// a snapshot passes over it, which is what happens to an entry a deposed leader wrote and
 /// could not replicate (a killed leader restarts believing it still leads). An entry left
@@ -185,12 +200,33 @@ async fn decide_entry(
         },
         // Closed with the Raft core: the write fails on its own then.
         Ok(_) = server.wait_for(|now| now.vote != written_under) => Err(Undecided::NotLeader),
+        () = quorum_silent(raft) => Err(Undecided::Failed(no_quorum())),
         () = tokio::time::sleep(COMMIT_TIMEOUT) => Err(Undecided::Failed(not_committed())),
     }
 }
 
+fn no_quorum() -> String {
+    format!("no quorum has acknowledged this leader for {QUORUM_SILENCE:?}; retry")
+}
+
 fn not_committed() -> String {
     format!("not committed within {COMMIT_TIMEOUT:?}; retry")
+}
+
+/// Whether a quorum acknowledged this leader within [`QUORUM_SILENCE`]; also before the first
+/// acknowledgement of its term, which a new leader awaits for a heartbeat.
+pub(crate) fn acknowledged_by_quorum(raft: &Raft<TypeConfig>) -> bool {
+    raft.metrics()
+        .borrow()
+        .millis_since_quorum_ack
+        .is_none_or(|silent_ms| u128::from(silent_ms) < QUORUM_SILENCE.as_millis())
+}
+
+/// Returns once no quorum has acknowledged this leader for [`QUORUM_SILENCE`].
+pub(crate) async fn quorum_silent(raft: &Raft<TypeConfig>) {
+    while acknowledged_by_quorum(raft) {
+        tokio::time::sleep(QUORUM_CHECK).await;
+    }
 }
 
 impl LeaderOp for ReadRequest {

@@ -15,7 +15,8 @@ use bulkhead_schema::{Subject, WireMessage};
 use openraft::ServerState;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::{ELECTION_TIMEOUT_MS, Inner, MAX_PAGE_BYTES, MAX_PAGE_EVENTS, fitting};
+use crate::leader::{QUORUM_CHECK, QUORUM_SILENCE, acknowledged_by_quorum, quorum_silent};
+use crate::node::{Inner, MAX_PAGE_BYTES, MAX_PAGE_EVENTS, fitting};
 use crate::{EventlogConfig, EventlogError, LogNode};
 
 /// Every replica serves the shared subjects in this queue group: one of them takes each request.
@@ -24,15 +25,6 @@ const QUEUE_GROUP: &str = "eventlog";
 
 /// How long a leader waits before it tries again to subscribe to the shared append subject.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(1);
-
-/// How long a leader may go without a quorum acknowledging it before it stops serving the shared
-/// append subject: as long as a follower waits before it calls an election (the leader's lease,
-/// then an election timeout), so that by then the others may well have a leader of their own.
-const QUORUM_SILENCE: Duration =
-    Duration::from_millis(ELECTION_TIMEOUT_MS.1 + ELECTION_TIMEOUT_MS.0);
-
-/// How often a leader checks when a quorum last acknowledged it.
-const QUORUM_CHECK: Duration = Duration::from_millis(100);
 
 /// Requests of one subject being handled at once; more wait in the subscription (and NATS
 /// drops them if they pile up, as it does for any slow consumer).
@@ -130,8 +122,7 @@ async fn append(node: Arc<Inner>, request: AppendRequest) -> AppendReply {
 /// A leader cut off from the other replicas but not from NATS is not told it is deposed
 /// (openraft 0.9 keeps a leader leading without a quorum). It stops serving once no quorum has
 /// acknowledged it for [`QUORUM_SILENCE`], and serves again when one does: otherwise it took,
-/// alongside the new leader, a share of the appends it could never commit, each answered
-/// `Unavailable` only after the commit timeout (5 s).
+/// alongside the new leader, a share of the appends it could never commit.
 async fn serve_appends_while_leading(server: &Server<'_>) {
     let raft = &server.node.raft;
     let mut metrics = raft.server_metrics();
@@ -177,22 +168,6 @@ async fn serve_appends_while_leading(server: &Server<'_>) {
                 "no quorum acknowledges this leader: not serving appends until one does"
             ),
         }
-    }
-}
-
-/// Whether a quorum acknowledged this leader within [`QUORUM_SILENCE`]; also before the first
-/// acknowledgement of its term, which a new leader awaits for a heartbeat.
-fn acknowledged_by_quorum(raft: &openraft::Raft<crate::TypeConfig>) -> bool {
-    raft.metrics()
-        .borrow()
-        .millis_since_quorum_ack
-        .is_none_or(|silent_ms| u128::from(silent_ms) < QUORUM_SILENCE.as_millis())
-}
-
-/// Returns once no quorum has acknowledged this leader for [`QUORUM_SILENCE`].
-async fn quorum_silent(raft: &openraft::Raft<crate::TypeConfig>) {
-    while acknowledged_by_quorum(raft) {
-        tokio::time::sleep(QUORUM_CHECK).await;
     }
 }
 
