@@ -178,8 +178,8 @@ enum Undecided {
 
 /// Writes one entry and waits for its outcomes, but never past the vote it was written under,
 /// nor past [`QUORUM_SILENCE`] without a quorum's acknowledgement (a leader cut off from the
-/// others cannot commit it), nor past [`COMMIT_TIMEOUT`]: the proposer writes one entry at a time, and openraft 0.9 may
-/// never answer a write. It answers an entry when it applies it or truncates it, but not when
+/// others cannot commit it), nor past [`COMMIT_TIMEOUT`]: the proposer writes one entry at a
+/// time, and openraft 0.9 may never answer a write. It answers an entry when it applies it or truncates it, but not when
 /// a snapshot passes over it, which is what happens to an entry a deposed leader wrote and
 /// could not replicate (a killed leader restarts believing it still leads). An entry left
 /// undecided here may still be committed by the next leader; its appends' callers retry with

@@ -392,12 +392,12 @@ impl Inner {
         limit: u32,
     ) -> ReadReply {
         let limit = (limit as usize).min(MAX_PAGE_EVENTS);
-        let read = read(limit).and_then(|mut events| {
+        let read = read(limit).map(|mut events| {
             events.truncate(fitting(&events, MAX_PAGE_BYTES));
-            Ok(ReadReply::Events {
+            ReadReply::Events {
                 events,
-                last_seq: self.reader.last_seq()?,
-            })
+                last_seq: self.reader.last_seq(),
+            }
         });
         read.unwrap_or_else(|error| ReadReply::Unavailable {
             reason: format!("this replica cannot read its store: {error}"),
@@ -415,10 +415,7 @@ impl Inner {
             .with_raft_state(|state| state.committed.map(|log_id| log_id.index))
             .await
             .unwrap_or(None);
-        let last_seq = self.reader.last_seq().unwrap_or_else(|error| {
-            tracing::warn!(%error, "cannot read the last sequence number");
-            0
-        });
+        let last_seq = self.reader.last_seq();
         let metrics = self.raft.metrics();
         let metrics = metrics.borrow();
         let (voters, learners) = members(&metrics);

@@ -209,13 +209,7 @@ async fn publish_committed(node: &Inner, bus: &TypedBus, stop: &CancellationToke
         published = match published {
             _ if !leads => None,
             Some(after) => Some(publish_after(node, bus, &subject, after).await),
-            None => match node.reader().last_seq() {
-                Ok(applied) => Some(publish_after(node, bus, &subject, applied).await),
-                Err(error) => {
-                    tracing::warn!(%error, "cannot read the last sequence number");
-                    None
-                }
-            },
+            None => Some(publish_after(node, bus, &subject, node.reader().last_seq()).await),
         };
         tokio::select! {
             _ = stop.cancelled() => break,

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::ops::Bound;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use bulkhead_schema::messages::eventlog::{AppendOutcome, ExpectedVersion, RecordedEvent};
@@ -101,6 +102,8 @@ pub struct StateMachineStore {
     flusher: Flusher,
     /// Told whenever the applied state changes, for readers waiting for it.
     changed: Arc<Notify>,
+    /// `applied.last_seq`, for readers: they read nothing past it.
+    applied_seq: Arc<AtomicU64>,
     // Cached because openraft asks for it often and only `apply` and `install_snapshot` change it.
     applied: AppliedState,
 }
@@ -108,19 +111,21 @@ pub struct StateMachineStore {
 impl StateMachineStore {
     pub(crate) fn open(db: &sled::Db, flusher: Flusher) -> Result<Self, StoreError> {
         let tree = db.open_tree("state_machine")?;
-        for prefix in LEGACY_SNAPSHOT_SPACES {
-            // openraft rebuilds a missing snapshot at start-up when the log has been purged.
-            for key in tree.scan_prefix([prefix]).keys() {
-                tree.remove(key?)?;
-            }
-        }
-        let applied = migrate_last_seq(&tree, Applied::get(&tree, ())?.unwrap_or_default())?;
+        let applied = migrate_earlier_format(&tree)?;
         Ok(Self {
             tree,
             flusher,
             changed: Arc::default(),
+            applied_seq: Arc::new(AtomicU64::new(applied.last_seq)),
             applied,
         })
+    }
+
+    /// Takes `applied` as the applied state, already stored, and tells readers.
+    fn set_applied(&mut self, applied: AppliedState) {
+        self.applied_seq.store(applied.last_seq, Ordering::Release);
+        self.applied = applied;
+        self.changed.notify_waiters();
     }
 
     /// A cheap handle for reads, usable while openraft owns the store.
@@ -128,15 +133,23 @@ impl StateMachineStore {
         EventReader {
             tree: self.tree.clone(),
             changed: self.changed.clone(),
+            applied_seq: self.applied_seq.clone(),
         }
     }
 }
 
-/// Moves the last sequence number of a state an earlier version wrote into `applied` (that
-/// version kept it in `LastSeq`, written in one batch with `Applied`), and drops the stream
-/// heads it kept. Idempotent: a crash half-way leaves `LastSeq`, and the next open moves it
-/// again.
-fn migrate_last_seq(tree: &sled::Tree, applied: AppliedState) -> Result<AppliedState, StoreError> {
+/// The applied state, once what an earlier version stored differently is moved: its snapshot
+/// is dropped (openraft rebuilds a missing snapshot at start-up when the log has been purged),
+/// its last sequence number moves from `LastSeq` (written in one batch with `Applied`) into
+/// `Applied`, and its stream heads are dropped. Idempotent: a crash half-way leaves `LastSeq`,
+/// and the next open moves it again.
+fn migrate_earlier_format(tree: &sled::Tree) -> Result<AppliedState, StoreError> {
+    for prefix in LEGACY_SNAPSHOT_SPACES {
+        for key in tree.scan_prefix([prefix]).keys() {
+            tree.remove(key?)?;
+        }
+    }
+    let applied = Applied::get(tree, ())?.unwrap_or_default();
     let Some(last_seq) = LastSeq::get(tree, ())? else {
         return Ok(applied);
     };
@@ -248,11 +261,19 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work).await?
 }
 
+/// A stream index key's stream and version.
+fn split_index_key(key: &[u8]) -> Result<(&str, u64), StoreError> {
+    let corrupt = || StoreError::CorruptKey {
+        space: StreamIndex::NAME,
+    };
+    let (stream, version) = name_and_number(key).ok_or_else(corrupt)?;
+    Ok((std::str::from_utf8(stream).map_err(|_| corrupt())?, version))
+}
+
 /// The application's state as it was when `cut` was the last sequence number, read while
 /// applying goes on, at any time after: sled has no point-in-time view, but events and stream
-/// index entries
-/// are never changed once written and carry their sequence number, stream heads follow from
-/// the index, and an outcome is written once, at its key's first use. So the entries after
+/// index entries are never changed once written and carry their sequence number, stream heads
+/// follow from the index, and an outcome is written once, at its key's first use. So the entries after
 /// the cut are left out by their sequence numbers, except conflicts (they carry none). Such
 /// a conflict is decided again, the same way, when the entries after the cut are applied on
 /// top of the snapshot: its key is first used in one of them, so nothing before it reads it.
@@ -277,11 +298,7 @@ fn dump_at(tree: &sled::Tree, cut: u64) -> Result<Vec<(ByteBuf, ByteBuf)>, Store
             continue;
         }
         entries.push(raw(&key, &value));
-        let corrupt = || StoreError::CorruptKey {
-            space: StreamIndex::NAME,
-        };
-        let (stream, version) = name_and_number(&key).ok_or_else(corrupt)?;
-        let stream = std::str::from_utf8(stream).map_err(|_| corrupt())?;
+        let (stream, version) = split_index_key(&key)?;
         match &mut head {
             Some((current, newest)) if current == stream => *newest = version,
             _ => {
@@ -318,10 +335,7 @@ fn version_at(tree: &sled::Tree, stream: &str, last_seq: u64) -> Result<u64, Sto
     for item in entries.rev() {
         let (key, seq) = item?;
         if StreamIndex::decode(&seq)? <= last_seq {
-            let (_, version) = name_and_number(&key).ok_or(StoreError::CorruptKey {
-                space: StreamIndex::NAME,
-            })?;
-            return Ok(version);
+            return Ok(split_index_key(&key)?.1);
         }
     }
     Ok(0)
@@ -471,8 +485,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         applied.last_seq = pending.last_seq;
         Applied::insert(&self.tree, (), &applied)
             .map_err(|e| StorageIOError::write_state_machine(&e))?;
-        self.applied = applied;
-        self.changed.notify_waiters();
+        self.set_applied(applied);
         Ok(responses)
     }
 
@@ -507,8 +520,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .flush(&self.tree)
             .await
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
-        self.applied = applied;
-        self.changed.notify_waiters();
+        self.set_applied(applied);
         tracing::info!(snapshot = %meta, "installed snapshot");
         Ok(())
     }
@@ -600,6 +612,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
 pub struct EventReader {
     tree: sled::Tree,
     changed: Arc<Notify>,
+    applied_seq: Arc<AtomicU64>,
 }
 
 impl EventReader {
@@ -613,7 +626,7 @@ impl EventReader {
 
     /// Up to `limit` events in global order, from sequence number `from_seq` on.
     pub fn read(&self, from_seq: u64, limit: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        let last_seq = self.last_seq()?;
+        let last_seq = self.last_seq();
         if from_seq > last_seq {
             return Ok(Vec::new());
         }
@@ -633,7 +646,7 @@ impl EventReader {
         from_version: u64,
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let last_seq = self.last_seq()?;
+        let last_seq = self.last_seq();
         StreamIndex::values(
             &self.tree,
             Bound::Included((stream, from_version)),
@@ -654,13 +667,13 @@ impl EventReader {
 
     /// The stream's version: its number of events, 0 if it has none.
     pub fn stream_version(&self, stream: &str) -> Result<u64, StoreError> {
-        version_at(&self.tree, stream, self.last_seq()?)
+        version_at(&self.tree, stream, self.last_seq())
     }
 
     /// The newest global sequence number applied, 0 before the first event. Reads see the
     /// state up to it only: an apply under way, or cut short by a crash, is not there yet.
-    pub fn last_seq(&self) -> Result<u64, StoreError> {
-        Ok(Applied::get(&self.tree, ())?.map_or(0, |applied| applied.last_seq))
+    pub fn last_seq(&self) -> u64 {
+        self.applied_seq.load(Ordering::Acquire)
     }
 }
 
@@ -696,7 +709,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 4));
         {
-            let db = sled::open(dir.path()).unwrap();
+            // No background flusher thread: it could still hold the database's lock when the
+            // stores open it below.
+            let db = sled::Config::new()
+                .path(dir.path())
+                .flush_every_ms(None)
+                .open()
+                .unwrap();
             let tree = db.open_tree("state_machine").unwrap();
             for prefix in LEGACY_SNAPSHOT_SPACES {
                 tree.insert([prefix], vec![0xc0; 64]).unwrap();
@@ -724,7 +743,7 @@ mod tests {
         assert_eq!((applied.last_applied, applied.last_seq), (last_applied, 3));
         let current = block_on(sm.get_current_snapshot()).unwrap();
         assert!(current.is_none(), "openraft rebuilds it at start-up");
-        assert_eq!(sm.reader().last_seq().unwrap(), 3);
+        assert_eq!(sm.reader().last_seq(), 3);
     }
 
     #[test]
@@ -736,6 +755,7 @@ mod tests {
             ..AppliedState::default()
         };
         Applied::insert(&sm.tree, (), &applied).unwrap();
+        sm.set_applied(applied);
 
         let entry = |key: Vec<u8>| {
             (
@@ -757,7 +777,7 @@ mod tests {
         let err = install(&mut sm, &future).unwrap_err();
         assert!(err.contains("snapshot format 2"), "{err}");
 
-        assert_eq!(sm.reader().last_seq().unwrap(), 7);
+        assert_eq!(sm.reader().last_seq(), 7);
     }
 
     fn mk_entry(index: u64, appends: &[(&str, ExpectedVersion, &str)]) -> Entry<TypeConfig> {
@@ -786,7 +806,7 @@ mod tests {
     fn reads(sm: &StateMachineStore) -> (u64, Vec<RecordedEvent>, Vec<RecordedEvent>, [u64; 2]) {
         let reader = sm.reader();
         (
-            reader.last_seq().unwrap(),
+            reader.last_seq(),
             reader.read(1, 100).unwrap(),
             reader.read_stream("a", 1, 100).unwrap(),
             ["a", "b"].map(|stream| reader.stream_version(stream).unwrap()),

@@ -159,7 +159,7 @@ fn a_stale_expected_version_conflicts_with_the_current_version_and_appends_nothi
         replica.apply_one(mk_append("s", ExpectedVersion::Exact(3), "k4", 1)),
         conflict
     );
-    assert_eq!(replica.reader.last_seq().unwrap(), 2);
+    assert_eq!(replica.reader.last_seq(), 2);
     assert_eq!(replica.reader.stream_version("s").unwrap(), 2);
     assert_eq!(replica.reader.read_stream("s", 1, 10).unwrap().len(), 2);
 
@@ -198,7 +198,7 @@ fn a_repeated_idempotency_key_returns_the_first_outcome_and_appends_nothing() {
         mk_append("s", ExpectedVersion::Any, "k1", 1),
     ]);
     assert_eq!(batch, [appended(3, 3, 3), appended(3, 3, 3), first]);
-    assert_eq!(replica.reader.last_seq().unwrap(), 3);
+    assert_eq!(replica.reader.last_seq(), 3);
     assert_eq!(replica.reader.stream_version("other").unwrap(), 0);
 
     // A conflict is an outcome too: the retry gets it even once the version would match.
@@ -209,7 +209,7 @@ fn a_repeated_idempotency_key_returns_the_first_outcome_and_appends_nothing() {
         replica.apply_one(mk_append("s", ExpectedVersion::Exact(4), "k3", 1)),
         conflict
     );
-    assert_eq!(replica.reader.last_seq().unwrap(), 4);
+    assert_eq!(replica.reader.last_seq(), 4);
 }
 
 #[test]
@@ -275,7 +275,7 @@ fn sequence_numbers_are_gapless_across_batches_streams_and_other_entries() {
         (events[0].event_type.as_str(), events[0].data.as_slice()),
         ("test.Event0", b"k1/0".as_slice())
     );
-    assert_eq!(replica.reader.last_seq().unwrap(), 11);
+    assert_eq!(replica.reader.last_seq(), 11);
 
     let (last_applied, membership) = block_on(replica.sm.applied_state()).unwrap();
     assert_eq!(last_applied, Some(log_id(6)));
@@ -345,7 +345,7 @@ fn observe(replica: &mut Replica, streams: &[&str]) -> impl PartialEq + std::fmt
         .collect();
     (
         replica.all_events(),
-        replica.reader.last_seq().unwrap(),
+        replica.reader.last_seq(),
         per_stream,
         block_on(replica.sm.applied_state()).unwrap(),
     )
