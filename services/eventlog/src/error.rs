@@ -32,7 +32,7 @@ pub enum StoreError {
     DumpLost,
     #[error("the snapshot dump failed: {0}")]
     Dump(String),
-    #[error("cannot start the flusher thread: {0}")]
+    #[error("cannot start flushing the database: {0}")]
     Flusher(std::io::Error),
 }
 

@@ -1,10 +1,13 @@
 //! Making sled's writes durable: one flush at a time for the whole database, on the Raft core's
 //! thread when nothing else is flushing, otherwise on one flusher thread, which gathers the
-//! flushes asked for meanwhile into one (group commit).
+//! flushes asked for meanwhile into one (group commit). Each is sled's flush made durable
+//! against a power cut ([`SledSync`]).
 
 use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex, mpsc};
 
+use bulkhead_runtime::sled_sync::SledSync;
 use openraft::storage::LogFlushed;
 use tokio::sync::oneshot;
 
@@ -27,15 +30,15 @@ use crate::TypeConfig;
 /// (`docs/performance.md`). The price is a tokio worker blocked for the fsync, while the core
 /// would only have waited.
 ///
-/// A request carries the tree to flush through, and the thread keeps no handle between
-/// requests, so that it never keeps the database open: sled releases a database's lock file
-/// when the last handle on it is dropped, and a replica must let go of its directory when it
-/// stops.
+/// A request carries the tree to flush through, and the thread keeps no handle on the database
+/// between requests, so that it never keeps the database open: sled releases a database's lock
+/// file when the last handle on it is dropped, and a replica must let go of its directory when
+/// it stops. (`SledSync`'s own handle on the data file holds no lock.)
 #[derive(Clone)]
 pub(crate) struct Flusher {
     requests: mpsc::Sender<Request>,
     /// Held while a flush runs, wherever it runs.
-    flushing: Arc<Mutex<()>>,
+    flushing: Arc<Mutex<SledSync>>,
 }
 
 struct Request {
@@ -50,10 +53,10 @@ enum Waiter {
 }
 
 impl Flusher {
-    /// Starts the flusher thread.
-    pub(crate) fn start() -> io::Result<Self> {
+    /// Starts the flusher thread for the sled database open in `dir`.
+    pub(crate) fn start(dir: &Path) -> io::Result<Self> {
         let (requests, queue) = mpsc::channel();
-        let flushing = Arc::new(Mutex::new(()));
+        let flushing = Arc::new(Mutex::new(SledSync::open(dir)?));
         let held = flushing.clone();
         std::thread::Builder::new()
             .name("eventlog-flush".into())
@@ -63,8 +66,8 @@ impl Flusher {
 
     /// Has openraft told once every write made to `tree`'s database before the call is on disk.
     pub(crate) fn flush_log(&self, tree: &sled::Tree, callback: LogFlushed<TypeConfig>) {
-        if let Ok(_held) = self.flushing.try_lock() {
-            Waiter::Log(callback).answer(flush(tree));
+        if let Ok(mut sync) = self.flushing.try_lock() {
+            Waiter::Log(callback).answer(flush(&mut sync, tree));
             return;
         }
         let request = Request {
@@ -107,17 +110,17 @@ impl Waiter {
 }
 
 /// Flushes until every [`Flusher`] is gone: each flush for all the requests queued before it.
-fn run(queue: mpsc::Receiver<Request>, flushing: &Mutex<()>) {
+fn run(queue: mpsc::Receiver<Request>, flushing: &Mutex<SledSync>) {
     while let Ok(first) = queue.recv() {
         let tree = first.tree;
         let mut waiters = vec![first.waiter];
         waiters.extend(queue.try_iter().map(|request| request.waiter));
-        // Poisoned only if a flush panicked, which sled does not do; the lock guards no data.
-        let held = flushing
+        // Poisoned only if a flush panicked; the blobs it had synced are synced again.
+        let mut sync = flushing
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = flush(&tree);
-        drop(held);
+        let result = flush(&mut sync, &tree);
+        drop(sync);
         drop(tree);
         for waiter in waiters {
             waiter.answer(result.clone());
@@ -125,6 +128,6 @@ fn run(queue: mpsc::Receiver<Request>, flushing: &Mutex<()>) {
     }
 }
 
-fn flush(tree: &sled::Tree) -> Result<(), String> {
-    tree.flush().map(drop).map_err(|e| e.to_string())
+fn flush(sync: &mut SledSync, tree: &sled::Tree) -> Result<(), String> {
+    sync.flush(tree).map(drop).map_err(|e| e.to_string())
 }

@@ -37,7 +37,9 @@
 //!
 //! Both stores live in one sled `Db` ([`open_stores`]), each in its own tree of typed key spaces,
 //! and share one `flush::Flusher`, one flush at a time (sled 0.34 can deadlock on concurrent
-//! flushes). The log is fsynced before openraft is told an append is durable. The state machine
+//! flushes), each made durable against a power cut, which sled's own flush is not
+//! (`bulkhead_runtime::sled_sync`). The log is fsynced before openraft is told an append is
+//! durable. The state machine
 //! is not fsynced on apply: sled recovers a prefix of its writes, the record of what is applied
 //! is written last, and openraft re-applies the committed entries after it on a restart, which
 //! decides them again the same way (`state_machine::Pending`); the next log flush covers them
@@ -119,8 +121,8 @@ pub struct LogResponse {
 /// Opens (or creates) the sled database at `path` and the two stores in it, which share its
 /// flushes (`flush::Flusher`).
 pub fn open_stores(path: impl AsRef<Path>) -> Result<(LogStore, StateMachineStore), StoreError> {
-    let db = sled::open(path)?;
-    let flusher = flush::Flusher::start().map_err(StoreError::Flusher)?;
+    let db = sled::open(&path)?;
+    let flusher = flush::Flusher::start(path.as_ref()).map_err(StoreError::Flusher)?;
     Ok((
         LogStore::open(&db, flusher.clone())?,
         StateMachineStore::open(&db, flusher)?,

@@ -17,6 +17,7 @@ pub mod intern;
 pub mod metrics;
 pub mod projection;
 pub mod shutdown;
+pub mod sled_sync;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

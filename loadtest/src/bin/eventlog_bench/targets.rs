@@ -11,6 +11,7 @@ use async_nats::jetstream::{self, context::PublishErrorKind, message::PublishMes
 use bulkhead_loadtest::cell::{AppendTarget, Bounds, Cell, Failure, run_cell};
 use bulkhead_loadtest::control_plane::connect_bus;
 use bulkhead_runtime::bus::{BusError, TypedBus};
+use bulkhead_runtime::sled_sync::SledSync;
 use bulkhead_schema::Subject;
 use bulkhead_schema::messages::eventlog::{
     AppendOutcome, AppendReply, AppendRequest, ExpectedVersion, NewEvent,
@@ -126,8 +127,8 @@ impl AppendTarget for JetStreamStream {
     }
 }
 
-/// The disk floor: sled, as our log store uses it, every write flushed (fsynced) before it
-/// counts. Writers share flushes (group commit), as concurrent appends share a Raft entry: a
+/// The disk floor: sled, as our log store uses it, every write flushed and made durable
+/// (`SledSync`: fsynced, as JetStream's `sync_interval: always` does) before it counts. Writers share flushes (group commit), as concurrent appends share a Raft entry: a
 /// writer waits for the flush in progress, then either finds its write covered by one that
 /// started after it or flushes itself. One flush at a time also keeps clear of sled 0.34's
 /// deadlock under concurrent `flush_async` calls (spacejam/sled#1308).
@@ -136,17 +137,18 @@ pub struct RawSled {
     /// Writes inserted so far; a writer's ticket is the count including its own write.
     inserted: AtomicU64,
     /// Every write with a ticket up to this is durable. Guarded so that one flush runs at once.
-    flushed: tokio::sync::Mutex<u64>,
+    flushed: tokio::sync::Mutex<(u64, SledSync)>,
     _dir: tempfile::TempDir,
 }
 
 impl RawSled {
     pub fn open() -> anyhow::Result<Self> {
         let dir = tempfile::Builder::new().prefix("bench-sled-").tempdir()?;
+        let db = sled::open(dir.path())?;
         Ok(RawSled {
-            db: sled::open(dir.path())?,
+            db,
             inserted: AtomicU64::new(0),
-            flushed: tokio::sync::Mutex::new(0),
+            flushed: tokio::sync::Mutex::new((0, SledSync::open(dir.path())?)),
             _dir: dir,
         })
     }
@@ -154,16 +156,18 @@ impl RawSled {
 
 impl AppendTarget for RawSled {
     async fn append(&self, _client: usize, key: &str, payload: Bytes) -> Result<(), Failure> {
-        let fatal = |e: sled::Error| Failure::Fatal(e.to_string());
         self.db
             .insert(key.as_bytes(), payload.as_ref())
-            .map_err(fatal)?;
+            .map_err(|e| Failure::Fatal(e.to_string()))?;
         let ticket = self.inserted.fetch_add(1, Ordering::SeqCst) + 1;
         let mut flushed = self.flushed.lock().await;
-        if *flushed < ticket {
+        let (durable_up_to, sync) = &mut *flushed;
+        if *durable_up_to < ticket {
             let covered = self.inserted.load(Ordering::SeqCst);
-            self.db.flush_async().await.map_err(fatal)?;
-            *flushed = covered;
+            // The replica flushes on its Raft core's thread the same way.
+            tokio::task::block_in_place(|| sync.flush(&self.db))
+                .map_err(|e| Failure::Fatal(e.to_string()))?;
+            *durable_up_to = covered;
         }
         Ok(())
     }
