@@ -33,10 +33,44 @@ pub struct LogStore {
 
 impl LogStore {
     pub(crate) fn open(db: &sled::Db, flusher: Flusher) -> Result<Self, StoreError> {
-        Ok(Self {
+        let store = Self {
             tree: db.open_tree("raft_log")?,
             flusher,
-        })
+        };
+        if let Some(hole) = store.cut_at_a_hole()? {
+            tracing::warn!(
+                hole,
+                "the log came back with entry {hole} missing and later ones present (a power \
+                 cut before they were flushed); removed the entries from {hole} on"
+            );
+        }
+        Ok(store)
+    }
+
+    /// After a power cut, sled 0.34 can bring back a log with a hole in it: when it recovers, it
+    /// skips a write whose value was in a blob file that did not survive, and keeps the writes
+    /// after it (`bulkhead_runtime::sled_sync`). Each flush syncs the blobs written before it, so
+    /// a hole can only be in what no flush covered: past the committed index, which is written
+    /// after the entries up to it, and past the purged one. Those entries were never reported
+    /// durable, and Raft wants a log without holes, so they go from the hole on, as if the power
+    /// had failed before they were written. Returns the hole's index.
+    fn cut_at_a_hole(&self) -> Result<Option<u64>, StoreError> {
+        let covered = Committed::get(&self.tree, ())?
+            .map(|id| id.index)
+            .max(Purged::get(&self.tree, ())?.map(|id| id.index));
+        let mut next = covered.map(|index| index + 1);
+        let start = covered.map_or(Bound::Unbounded, Bound::Excluded);
+        for key in Entries::raw_range(&self.tree, start, Bound::Unbounded).keys() {
+            let index = entry_index(&key?)?;
+            match next {
+                Some(hole) if index != hole => {
+                    self.remove_since(hole)?;
+                    return Ok(Some(hole));
+                }
+                _ => next = Some(index + 1),
+            }
+        }
+        Ok(None)
     }
 
     fn read_log_state(&self) -> Result<LogState<TypeConfig>, StoreError> {
@@ -90,6 +124,16 @@ impl LogStore {
         )?;
         Ok(self.tree.apply_batch(batch)?)
     }
+}
+
+/// The index in an `Entries` key.
+fn entry_index(key: &[u8]) -> Result<u64, StoreError> {
+    key.get(1..)
+        .and_then(|index| <[u8; 8]>::try_from(index).ok())
+        .map(u64::from_be_bytes)
+        .ok_or(StoreError::CorruptKey {
+            space: <Entries as KeySpace>::NAME,
+        })
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -181,5 +225,74 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         self.remove_upto(log_id)
             .map_err(|e| StorageIOError::write_logs(&e).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::{CommittedLeaderId, EntryPayload};
+
+    use super::*;
+
+    fn mk_entry(index: u64) -> Entry<TypeConfig> {
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Blank,
+        }
+    }
+
+    /// A log store over a database without sled's background flusher, so that nothing but the
+    /// test writes to it.
+    fn open_log(dir: &std::path::Path) -> (sled::Db, LogStore) {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .unwrap();
+        let store = LogStore::open(&db, Flusher::start(dir).unwrap()).unwrap();
+        (db, store)
+    }
+
+    fn indexes(store: &LogStore) -> Vec<u64> {
+        Entries::values(&store.tree, Bound::Unbounded, Bound::Unbounded)
+            .map(|entry| entry.unwrap().log_id.index)
+            .collect()
+    }
+
+    /// What sled's recovery leaves when the blob file of one entry's write did not survive.
+    fn lose(store: &LogStore, index: u64) {
+        store.tree.remove(Entries::key(index)).unwrap();
+    }
+
+    #[test]
+    fn a_log_that_came_back_with_a_hole_past_the_committed_index_ends_before_the_hole() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = open_log(dir.path());
+        store.write_entries((1..=10).map(mk_entry)).unwrap();
+        Committed::insert(&store.tree, (), &mk_entry(3).log_id).unwrap();
+        lose(&store, 6);
+
+        let reopened = LogStore::open(&db, store.flusher.clone()).unwrap();
+        assert_eq!(indexes(&reopened), vec![1, 2, 3, 4, 5]);
+        let state = reopened.read_log_state().unwrap();
+        assert_eq!(state.last_log_id.map(|id| id.index), Some(5));
+    }
+
+    #[test]
+    fn after_a_purge_a_hole_is_found_from_the_purged_index_and_a_whole_log_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, store) = open_log(dir.path());
+        store.write_entries((1..=10).map(mk_entry)).unwrap();
+        store.remove_upto(mk_entry(4).log_id).unwrap();
+
+        let reopened = LogStore::open(&db, store.flusher.clone()).unwrap();
+        assert_eq!(indexes(&reopened), (5..=10).collect::<Vec<_>>());
+
+        lose(&store, 8);
+        let reopened = LogStore::open(&db, store.flusher.clone()).unwrap();
+        assert_eq!(indexes(&reopened), vec![5, 6, 7]);
+        let state = reopened.read_log_state().unwrap();
+        assert_eq!(state.last_purged_log_id.map(|id| id.index), Some(4));
+        assert_eq!(state.last_log_id.map(|id| id.index), Some(7));
     }
 }
