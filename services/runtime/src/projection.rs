@@ -127,8 +127,11 @@ impl CheckpointStore {
         })
     }
 
-    /// Writes an encoded checkpoint durably. Blocking: sled's insert copies the value and may
-    /// write synchronously, so callers run it on a blocking thread.
+    /// Writes an encoded checkpoint and flushes it. sled's flush survives the process's death,
+    /// not always a power cut (`crate::sled_sync`), which is enough here: a lost checkpoint only
+    /// means replaying more of the log, and the state and its sequence number are one value, so
+    /// an earlier checkpoint is never mixed with a later state. Blocking: sled's insert copies
+    /// the value and may write synchronously, so callers run it on a blocking thread.
     fn write(&self, bytes: Vec<u8>) -> Result<(), ProjectionError> {
         self.tree.insert(&self.name, bytes)?;
         self.tree.flush()?;

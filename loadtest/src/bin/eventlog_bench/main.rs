@@ -3,7 +3,8 @@
 //! It owns the whole run: Bulkhead's event log with 1 and 3 replicas (`bulkhead serve
 //! eventlog` processes, appended to over NATS as services do), JetStream R1 and R3 on file
 //! storage, fsyncing every message as our log does (and, for reference, at its default
-//! fsync), and the floors under them (sled with every write flushed, NATS core request/reply),
+//! fsync), and the floors under them (sled with every write durably flushed, a plain file with
+//! every write fdatasynced, NATS core request/reply),
 //! all driven by the same client loop over the same matrix of event sizes and client counts;
 //! then leader-kill recovery with 3 replicas. It prints one markdown table per scenario with
 //! the ratios to JetStream and to the floors (`docs/performance.md` holds a full run).
@@ -28,7 +29,8 @@ use clap::Parser;
 use crate::recovery::Kill;
 use crate::replicas::Replicas;
 use crate::targets::{
-    ATTEMPT_TIMEOUT, BulkheadLog, JetStreamStream, NatsRoundTrip, RawSled, wait_until_appending,
+    ATTEMPT_TIMEOUT, BulkheadLog, JetStreamStream, NatsRoundTrip, RawFile, RawSled,
+    wait_until_appending,
 };
 
 /// The full matrix: what a run without `--replicas`, `--clients` or `--event-bytes` measures.
@@ -104,6 +106,7 @@ enum System {
     JetStreamR1Async,
     JetStreamR3Async,
     Sled,
+    File,
     NatsRoundTrip,
 }
 
@@ -117,6 +120,7 @@ impl System {
             System::JetStreamR1Async => "JetStream R1, async fsync",
             System::JetStreamR3Async => "JetStream R3, async fsync",
             System::Sled => "sled insert + flush",
+            System::File => "file append + fdatasync",
             System::NatsRoundTrip => "NATS core request/reply",
         }
     }
@@ -268,6 +272,8 @@ async fn run(args: Args) -> anyhow::Result<ExitCode> {
     figures.settle(System::NatsRoundTrip, outcome);
     let outcome = raw_sled(&plan, &mut figures).await;
     figures.settle(System::Sled, outcome);
+    let outcome = raw_file(&plan, &mut figures).await;
+    figures.settle(System::File, outcome);
 
     for (replicas, ours, jetstream_equal, jetstream_async) in [
         (
@@ -386,6 +392,11 @@ async fn nats_round_trip(
 async fn raw_sled(plan: &Plan, figures: &mut Figures) -> anyhow::Result<()> {
     let target = Arc::new(RawSled::open()?);
     figures.measure(System::Sled, &target, plan).await
+}
+
+async fn raw_file(plan: &Plan, figures: &mut Figures) -> anyhow::Result<()> {
+    let target = Arc::new(RawFile::open()?);
+    figures.measure(System::File, &target, plan).await
 }
 
 async fn bulkhead_log(
@@ -523,12 +534,16 @@ fn print_figures(plan: &Plan, figures: &Figures, jetstream_sync: Sync) {
     }
 
     println!(
-        "\n## Floors: sled insert + flush per write, NATS core request/reply to an echo responder\n"
+        "\n## Floors: sled insert + durable flush per write, a plain file's append + fdatasync, \
+         NATS core request/reply to an echo responder\n"
     );
     let mut t = table(&[
         "event",
         "clients",
         "sled /s",
+        "p50 ms",
+        "p99 ms",
+        "file /s",
         "p50 ms",
         "p99 ms",
         "NATS rr /s",
@@ -538,11 +553,15 @@ fn print_figures(plan: &Plan, figures: &Figures, jetstream_sync: Sync) {
     for &cell in &plan.cells {
         let mut row = vec![format!("{} B", cell.event_bytes), cell.clients.to_string()];
         row.extend(columns(figures.get(System::Sled, cell)));
+        row.extend(columns(figures.get(System::File, cell)));
         row.extend(columns(figures.get(System::NatsRoundTrip, cell)));
         t.add_row(row);
     }
     println!("{t}");
-    print_trouble(figures, &[System::Sled, System::NatsRoundTrip]);
+    print_trouble(
+        figures,
+        &[System::Sled, System::File, System::NatsRoundTrip],
+    );
 
     println!(
         "\n## Leader kill (SIGKILL) with 3 replicas, {} clients appending 256 B events \

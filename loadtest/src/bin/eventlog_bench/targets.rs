@@ -2,6 +2,7 @@
 //! durable as that system makes it, and all under the same client policy: one attempt waits at
 //! most [`ATTEMPT_TIMEOUT`], then the append is retried with the same key.
 
+use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -127,17 +128,53 @@ impl AppendTarget for JetStreamStream {
     }
 }
 
-/// The disk floor: sled, as our log store uses it, every write flushed and made durable
-/// (`SledSync`: fsynced, as JetStream's `sync_interval: always` does) before it counts. Writers share flushes (group commit), as concurrent appends share a Raft entry: a
-/// writer waits for the flush in progress, then either finds its write covered by one that
-/// started after it or flushes itself. One flush at a time also keeps clear of sled 0.34's
-/// deadlock under concurrent `flush_async` calls (spacejam/sled#1308).
+/// Writers sharing flushes (group commit), as concurrent appends share a Raft entry: a writer
+/// waits for the flush in progress, then either finds its write covered by one that started
+/// after it or flushes itself. One flush at a time also keeps clear of sled 0.34's deadlock
+/// under concurrent flushes (spacejam/sled#1308).
+struct GroupCommit<D> {
+    /// Writes made so far; a writer's ticket is the count including its own write.
+    written: AtomicU64,
+    /// Every write with a ticket up to this is durable, and what makes writes durable. Guarded
+    /// so that one flush runs at once.
+    durable: tokio::sync::Mutex<(u64, D)>,
+}
+
+impl<D> GroupCommit<D> {
+    fn new(durability: D) -> Self {
+        GroupCommit {
+            written: AtomicU64::new(0),
+            durable: tokio::sync::Mutex::new((0, durability)),
+        }
+    }
+
+    /// Returns once `write` is durable; `write` is made at once, `flush` when needed.
+    async fn commit(
+        &self,
+        write: impl FnOnce() -> std::io::Result<()>,
+        flush: impl FnOnce(&mut D) -> std::io::Result<()>,
+    ) -> Result<(), Failure> {
+        let fatal = |e: std::io::Error| Failure::Fatal(e.to_string());
+        write().map_err(fatal)?;
+        let ticket = self.written.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut durable = self.durable.lock().await;
+        let (durable_up_to, durability) = &mut *durable;
+        if *durable_up_to < ticket {
+            let covered = self.written.load(Ordering::SeqCst);
+            // A replica flushes on its Raft core's thread the same way.
+            tokio::task::block_in_place(|| flush(durability)).map_err(fatal)?;
+            *durable_up_to = covered;
+        }
+        Ok(())
+    }
+}
+
+/// The disk floor under our log store: sled as the log store uses it, every write flushed and
+/// made durable (`SledSync`: fsynced, as JetStream's `sync_interval: always` does) before it
+/// counts, writers sharing flushes.
 pub struct RawSled {
     db: sled::Db,
-    /// Writes inserted so far; a writer's ticket is the count including its own write.
-    inserted: AtomicU64,
-    /// Every write with a ticket up to this is durable. Guarded so that one flush runs at once.
-    flushed: tokio::sync::Mutex<(u64, SledSync)>,
+    commits: GroupCommit<SledSync>,
     _dir: tempfile::TempDir,
 }
 
@@ -147,8 +184,7 @@ impl RawSled {
         let db = sled::open(dir.path())?;
         Ok(RawSled {
             db,
-            inserted: AtomicU64::new(0),
-            flushed: tokio::sync::Mutex::new((0, SledSync::open(dir.path())?)),
+            commits: GroupCommit::new(SledSync::open(dir.path())?),
             _dir: dir,
         })
     }
@@ -156,20 +192,48 @@ impl RawSled {
 
 impl AppendTarget for RawSled {
     async fn append(&self, _client: usize, key: &str, payload: Bytes) -> Result<(), Failure> {
-        self.db
-            .insert(key.as_bytes(), payload.as_ref())
-            .map_err(|e| Failure::Fatal(e.to_string()))?;
-        let ticket = self.inserted.fetch_add(1, Ordering::SeqCst) + 1;
-        let mut flushed = self.flushed.lock().await;
-        let (durable_up_to, sync) = &mut *flushed;
-        if *durable_up_to < ticket {
-            let covered = self.inserted.load(Ordering::SeqCst);
-            // The replica flushes on its Raft core's thread the same way.
-            tokio::task::block_in_place(|| sync.flush(&self.db))
-                .map_err(|e| Failure::Fatal(e.to_string()))?;
-            *durable_up_to = covered;
-        }
-        Ok(())
+        let write = || {
+            self.db
+                .insert(key.as_bytes(), payload.as_ref())
+                .map(drop)
+                .map_err(std::io::Error::other)
+        };
+        self.commits
+            .commit(write, |sync| sync.flush(&self.db).map(drop))
+            .await
+    }
+}
+
+/// The disk's own floor: each event appended to a plain file, made durable by `fdatasync`,
+/// writers sharing flushes. What no store on this disk can beat; the gap to the sled floor is
+/// what sled's flush costs on top.
+pub struct RawFile {
+    file: std::fs::File,
+    commits: GroupCommit<()>,
+    _dir: tempfile::TempDir,
+}
+
+impl RawFile {
+    pub fn open() -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new().prefix("bench-file-").tempdir()?;
+        let file = std::fs::File::options()
+            .create_new(true)
+            .append(true)
+            .open(dir.path().join("log"))?;
+        std::fs::File::open(dir.path())?.sync_all()?;
+        Ok(RawFile {
+            file,
+            commits: GroupCommit::new(()),
+            _dir: dir,
+        })
+    }
+}
+
+impl AppendTarget for RawFile {
+    async fn append(&self, _client: usize, _key: &str, payload: Bytes) -> Result<(), Failure> {
+        // One `write` per event on an append-only file: each lands whole after the others.
+        let write = || (&self.file).write_all(&payload);
+        self.commits.commit(write, |()| self.file.sync_data()).await
     }
 }
 
