@@ -151,6 +151,18 @@ fn open_database(path: &Path) -> Result<sled::Db, StoreError> {
     }
 }
 
+/// A database as an earlier version or a test writes it, without sled's background flusher
+/// thread: that thread could still hold the database's lock when the stores open it after the
+/// handle is dropped, and nothing but the test writes to it.
+#[cfg(test)]
+pub(crate) fn open_quiet_database(dir: &Path) -> sled::Db {
+    sled::Config::new()
+        .path(dir)
+        .flush_every_ms(None)
+        .open()
+        .unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,13 +188,7 @@ mod tests {
             payload: openraft::EntryPayload::Blank,
         };
         {
-            // As an earlier version created it; no background flusher thread, which could still
-            // hold the database's lock when the stores open it below.
-            let db = sled::Config::new()
-                .path(earlier.path())
-                .flush_every_ms(None)
-                .open()
-                .unwrap();
+            let db = open_quiet_database(earlier.path());
             let log = db.open_tree("raft_log").unwrap();
             log_store::Entries::insert(&log, 1, &entry).unwrap();
             db.flush().unwrap();

@@ -241,14 +241,8 @@ mod tests {
         }
     }
 
-    /// A log store over a database without sled's background flusher, so that nothing but the
-    /// test writes to it.
     fn open_log(dir: &std::path::Path) -> (sled::Db, LogStore) {
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .unwrap();
+        let db = crate::open_quiet_database(dir);
         let store = LogStore::open(&db, Flusher::start(dir).unwrap()).unwrap();
         (db, store)
     }

@@ -709,13 +709,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let last_applied = Some(LogId::new(openraft::CommittedLeaderId::new(1, 1), 4));
         {
-            // No background flusher thread: it could still hold the database's lock when the
-            // stores open it below.
-            let db = sled::Config::new()
-                .path(dir.path())
-                .flush_every_ms(None)
-                .open()
-                .unwrap();
+            let db = crate::open_quiet_database(dir.path());
             let tree = db.open_tree("state_machine").unwrap();
             for prefix in LEGACY_SNAPSHOT_SPACES {
                 tree.insert([prefix], vec![0xc0; 64]).unwrap();
