@@ -39,12 +39,11 @@
 //! and share one `flush::Flusher`, one flush at a time (sled 0.34 can deadlock on concurrent
 //! flushes), each made durable against a power cut, which sled's own flush is not
 //! (`bulkhead_runtime::sled_sync`). The log is fsynced before openraft is told an append is
-//! durable. The state machine
-//! is not fsynced on apply: sled recovers a prefix of its writes, the record of what is applied
-//! is written last, and openraft re-applies the committed entries after it on a restart, which
-//! decides them again the same way (`state_machine::Pending`); the next log flush covers them
-//! anyway. It is fsynced whenever a snapshot is built or installed, before the log behind the
-//! snapshot may be purged.
+//! durable. The state machine is not fsynced on apply: sled recovers a prefix of its writes,
+//! the record of what is applied is written last, and openraft re-applies the committed entries
+//! after it on a restart, which decides them again the same way (`state_machine::Pending`); the
+//! next log flush covers them anyway. It is fsynced whenever a snapshot is built or installed,
+//! before the log behind the snapshot may be purged.
 //!
 //! The binary needs [`run`] with an [`EventlogConfig`] (`bulkhead up`:
 //! [`EventlogConfig::single_node`]); [`LogNode`] is the replica without NATS.
