@@ -263,12 +263,8 @@ impl Drop for Installing {
 }
 
 /// Turns openraft's elections off while the replica is [`quiet`], and on again after, until
-/// `stop`.
-pub(crate) async fn gate(
-    raft: Raft<TypeConfig>,
-    elections: Arc<Elections>,
-    stop: CancellationToken,
-) {
+/// `stop`: `elect` is the switch (`raft.runtime_config().elect`).
+pub(crate) async fn gate(elect: impl Fn(bool), elections: Arc<Elections>, stop: CancellationToken) {
     let mut on = true;
     loop {
         let changed = elections.changed.notified();
@@ -276,7 +272,7 @@ pub(crate) async fn gate(
         changed.as_mut().enable();
         let quiet = elections.quiet();
         if quiet && on {
-            raft.runtime_config().elect(false);
+            elect(false);
             on = false;
             tracing::debug!("catching up with the leader: calling no elections meanwhile");
         } else if !quiet && !on {
@@ -287,7 +283,7 @@ pub(crate) async fn gate(
                 () = tokio::time::sleep(AFTER_QUIET) => {}
             }
             if !elections.quiet() {
-                raft.runtime_config().elect(true);
+                elect(true);
                 on = true;
                 tracing::debug!("caught up with the leader: elections on again");
             }
@@ -363,6 +359,75 @@ mod tests {
 
     const SILENT: Duration = LEADER_LEASE;
     const HEARD: Duration = Duration::from_millis(ELECTION_TIMEOUT_MS.1 / 2);
+
+    /// The gate over a switch that records what it was set to.
+    fn start_gate(
+        elections: &Arc<Elections>,
+    ) -> (
+        Arc<std::sync::Mutex<Vec<bool>>>,
+        CancellationToken,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let switched = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stop = CancellationToken::new();
+        let record = switched.clone();
+        let elect = move |on| record.lock().unwrap().push(on);
+        let gate = tokio::spawn(gate(elect, elections.clone(), stop.clone()));
+        (switched, stop, gate)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gate_turns_elections_off_while_a_replica_lags_or_installs_and_on_after() {
+        let (elections, _runs) = Elections::new(A);
+        let (switched, stop, gate) = start_gate(&elections);
+        let switches = || switched.lock().unwrap().clone();
+        tokio::time::sleep(RECHECK_QUIET).await;
+        assert_eq!(switches(), Vec::<bool>::new(), "nothing to switch off");
+
+        elections.heard_from_leader();
+        elections.appended(&AppendEntriesResponse::Conflict);
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(switches(), [false], "off at once when the replica lags");
+
+        elections.heard_from_leader();
+        elections.appended(&AppendEntriesResponse::Success);
+        tokio::time::sleep(AFTER_QUIET / 2).await;
+        assert_eq!(
+            switches(),
+            [false],
+            "the leader's next AppendEntries lands first"
+        );
+        tokio::time::sleep(AFTER_QUIET).await;
+        assert_eq!(switches(), [false, true]);
+
+        let installing = elections.installing();
+        tokio::time::sleep(LAGGING_QUIET_AT_MOST * 2).await;
+        assert_eq!(
+            switches(),
+            [false, true, false],
+            "off for as long as a chunk takes"
+        );
+        drop(installing);
+        tokio::time::sleep(AFTER_QUIET + Duration::from_millis(1)).await;
+        assert_eq!(switches(), [false, true, false, true]);
+
+        stop.cancel();
+        gate.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_gate_turns_elections_on_again_once_a_lagging_replicas_leader_is_long_silent() {
+        let (elections, _runs) = Elections::new(A);
+        let (switched, stop, gate) = start_gate(&elections);
+        elections.heard_from_leader();
+        elections.appended(&AppendEntriesResponse::Conflict);
+        tokio::time::sleep(LAGGING_QUIET_AT_MOST / 2).await;
+        assert_eq!(*switched.lock().unwrap(), [false]);
+        tokio::time::sleep(LAGGING_QUIET_AT_MOST / 2 + RECHECK_QUIET + AFTER_QUIET).await;
+        assert_eq!(*switched.lock().unwrap(), [false, true]);
+        stop.cancel();
+        gate.await.unwrap();
+    }
 
     #[test]
     fn a_replica_is_quiet_while_it_installs_or_lags_behind_a_leader_it_hears() {

@@ -191,8 +191,9 @@ impl LogNode {
             election_runs,
             stop.clone(),
         ));
+        let raft = inner.raft.clone();
         tasks.spawn(election::gate(
-            inner.raft.clone(),
+            move |on| raft.runtime_config().elect(on),
             inner.elections.clone(),
             stop.clone(),
         ));
