@@ -45,6 +45,13 @@ impl KeyCodec for (&str, u64) {
     }
 }
 
+/// The inverse of the `u64` codec on a whole key, prefix byte included, or `None` for a key it
+/// did not write.
+pub(crate) fn number(key: &[u8]) -> Option<u64> {
+    let number = key.get(1..)?;
+    Some(u64::from_be_bytes(number.try_into().ok()?))
+}
+
 /// The inverse of the `(&str, u64)` codec on a whole key, prefix byte included: the name's bytes
 /// and the number, or `None` for a key it did not write.
 pub(crate) fn name_and_number(key: &[u8]) -> Option<(&[u8], u64)> {
@@ -221,6 +228,16 @@ mod tests {
             Pairs::values(&tree, Bound::Unbounded, Bound::Unbounded).count(),
             4
         );
+    }
+
+    #[test]
+    fn a_number_key_decodes_back_to_its_number() {
+        assert_eq!(
+            number(&Numbers::key(0x0102_0304_0506_0708)),
+            Some(0x0102_0304_0506_0708)
+        );
+        assert_eq!(number(&[7, 1, 2]), None, "too short");
+        assert_eq!(number(&[7; 10]), None, "too long");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use openraft::{
 };
 
 use crate::flush::Flusher;
-use crate::keyspace::{KeySpace, key_space};
+use crate::keyspace::{self, KeySpace, key_space};
 use crate::{NodeId, StoreError, TypeConfig};
 
 key_space!(
@@ -61,7 +61,9 @@ impl LogStore {
         let mut next = covered.map(|index| index + 1);
         let start = covered.map_or(Bound::Unbounded, Bound::Excluded);
         for key in Entries::raw_range(&self.tree, start, Bound::Unbounded).keys() {
-            let index = entry_index(&key?)?;
+            let index = keyspace::number(&key?).ok_or(StoreError::CorruptKey {
+                space: <Entries as KeySpace>::NAME,
+            })?;
             match next {
                 Some(hole) if index != hole => {
                     self.remove_since(hole)?;
@@ -124,16 +126,6 @@ impl LogStore {
         )?;
         Ok(self.tree.apply_batch(batch)?)
     }
-}
-
-/// The index in an `Entries` key.
-fn entry_index(key: &[u8]) -> Result<u64, StoreError> {
-    key.get(1..)
-        .and_then(|index| <[u8; 8]>::try_from(index).ok())
-        .map(u64::from_be_bytes)
-        .ok_or(StoreError::CorruptKey {
-            space: <Entries as KeySpace>::NAME,
-        })
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
