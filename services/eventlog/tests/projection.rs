@@ -3,6 +3,8 @@
 //! restarts that never apply an event twice.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -103,7 +105,15 @@ struct Running {
     task: tokio::task::JoinHandle<Result<(), projection::ProjectionError>>,
 }
 
-fn start_projection(bus: &TypedBus, db: &sled::Db, idle_poll: Duration) -> Running {
+/// A projection loaded from its checkpoint whose task has not started, so what it loaded can be
+/// looked at before it catches up.
+struct Loaded {
+    projected: Projected<SeenEvents>,
+    stop: CancellationToken,
+    task: Pin<Box<dyn Future<Output = Result<(), projection::ProjectionError>> + Send>>,
+}
+
+fn load_projection(bus: &TypedBus, db: &sled::Db, idle_poll: Duration) -> Loaded {
     let store = CheckpointStore::open(db, "seen").unwrap();
     let stop = CancellationToken::new();
     let options = ProjectionOptions {
@@ -113,11 +123,25 @@ fn start_projection(bus: &TypedBus, db: &sled::Db, idle_poll: Duration) -> Runni
     };
     let (projected, task) =
         projection::start::<SeenEvents>(bus.clone(), store, options, stop.clone()).unwrap();
-    Running {
+    Loaded {
         projected,
         stop,
-        task: tokio::spawn(task),
+        task: Box::pin(task),
     }
+}
+
+impl Loaded {
+    fn run(self) -> Running {
+        Running {
+            projected: self.projected,
+            stop: self.stop,
+            task: tokio::spawn(self.task),
+        }
+    }
+}
+
+fn start_projection(bus: &TypedBus, db: &sled::Db, idle_poll: Duration) -> Running {
+    load_projection(bus, db, idle_poll).run()
 }
 
 impl Running {
@@ -157,12 +181,13 @@ async fn catches_up_follows_and_resumes_after_restart_without_double_apply() {
 
     // Down while the log moves on; restarted from its checkpoint in the same sled tree.
     append(&log.bus, "while-down", 15).await;
-    let running = start_projection(&log.bus, &db, Duration::from_millis(100));
+    let loaded = load_projection(&log.bus, &db, Duration::from_millis(100));
     assert_eq!(
-        running.projected.applied_seq(),
+        loaded.projected.applied_seq(),
         30,
         "resumes from the checkpoint, not from zero"
     );
+    let running = loaded.run();
     assert!(running.projected.wait_for(45, WAIT).await);
     {
         let seen = running.projected.read();
