@@ -11,7 +11,7 @@ use bulkhead_runtime::sled_sync::SledSync;
 use openraft::storage::LogFlushed;
 use tokio::sync::oneshot;
 
-use crate::TypeConfig;
+use crate::{TypeConfig, metrics};
 
 /// Flushes (fsyncs) the sled database both stores live in; cheap to clone, clones share the
 /// flusher thread, which ends with the last clone.
@@ -129,5 +129,32 @@ fn run(queue: mpsc::Receiver<Request>, flushing: &Mutex<SledSync>) {
 }
 
 fn flush(sync: &mut SledSync, tree: &sled::Tree) -> Result<(), String> {
-    sync.flush(tree).map(drop).map_err(|e| e.to_string())
+    sync.flush(tree)
+        .map(metrics::flushed_durably)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn each_durable_flush_is_counted_with_the_blob_files_it_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::open_quiet_database(dir.path());
+        let tree = db.open_tree("t").unwrap();
+        let flusher = Flusher::start(dir.path()).unwrap();
+        let (flushes, blobs) = metrics::durable_flush_counts();
+
+        tree.insert("small", vec![1; 64]).unwrap();
+        flusher.flush(&tree).await.unwrap();
+        // Over a quarter of sled's default 512 KiB segment: sled writes it to a blob file.
+        tree.insert("large", vec![2; 200 * 1024]).unwrap();
+        flusher.flush(&tree).await.unwrap();
+
+        // At least: the counters are the process's, and tests may run side by side.
+        let (flushes_after, blobs_after) = metrics::durable_flush_counts();
+        assert!(flushes_after >= flushes + 2, "{flushes} -> {flushes_after}");
+        assert!(blobs_after > blobs, "{blobs} -> {blobs_after}");
+    }
 }

@@ -2,6 +2,7 @@
 
 use std::sync::LazyLock;
 
+use bulkhead_runtime::sled_sync::Synced;
 use bulkhead_schema::messages::eventlog::{AppendOutcome, AppendReply};
 use prometheus::IntCounterVec;
 
@@ -36,6 +37,40 @@ static ELECTIONS: LazyLock<IntCounterVec> = LazyLock::new(|| {
         &["rule"],
     )
 });
+
+static DURABLE_FLUSHES: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    bulkhead_runtime::metrics::counter_vec(
+        "bulkhead_eventlog_durable_flushes_total",
+        "Flushes of this replica's database made durable, each covering every write before it \
+         (appended entries per flush is the group-commit factor)",
+        &[],
+    )
+});
+
+static BLOBS_SYNCED: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    bulkhead_runtime::metrics::counter_vec(
+        "bulkhead_eventlog_blobs_synced_total",
+        "sled blob files (items over a quarter of a segment) that durable flushes had to fsync, \
+         each costing two more fsyncs",
+        &[],
+    )
+});
+
+pub(crate) fn flushed_durably(synced: Synced) {
+    DURABLE_FLUSHES.with_label_values::<&str>(&[]).inc();
+    BLOBS_SYNCED
+        .with_label_values::<&str>(&[])
+        .inc_by(synced.blobs as u64);
+}
+
+/// Durable flushes and blob files synced so far in this process.
+#[cfg(test)]
+pub(crate) fn durable_flush_counts() -> (u64, u64) {
+    (
+        DURABLE_FLUSHES.with_label_values::<&str>(&[]).get(),
+        BLOBS_SYNCED.with_label_values::<&str>(&[]).get(),
+    )
+}
 
 pub(crate) fn append_answered(reply: &AppendReply) {
     let outcome = match reply {
